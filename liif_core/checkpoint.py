@@ -1,0 +1,124 @@
+"""Checkpoints in the official layout: ``{'model': {'name', 'args', 'sd'}, ...}``.
+
+Files are read with ``torch.load(..., weights_only=True)``: plain containers and tensors only, so
+a checkpoint cannot run code. Every problem is reported with the file and the keys involved.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from .registry import ModelSpecError, make_model
+
+
+class CheckpointError(ValueError):
+    """A file or dict that is not a loadable LIIF checkpoint; the message says why."""
+
+
+def _read(path: str | os.PathLike, map_location: Any) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'{path}: no such checkpoint file')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'weights only' in str(e).lower() or 'weights_only' in str(e).lower():
+            raise CheckpointError(
+                f'{path}: refused to load: the file contains objects other than tensors and '
+                'plain containers (it could run code when unpickled); a LIIF checkpoint holds '
+                f'only those. Detail: {str(e).splitlines()[0]}') from None
+        raise CheckpointError(f'{path}: not a PyTorch checkpoint ({e})') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(f'{path}: not a PyTorch checkpoint, or a truncated one '
+                              f'({type(e).__name__}: {str(e).splitlines()[0]})') from None
+
+
+def check_state_dict(model: nn.Module, sd: Mapping[str, Any], source: str = 'checkpoint') -> None:
+    """Raise ``CheckpointError`` naming every missing, unexpected or wrongly shaped key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    misshaped = [f'{k}: checkpoint {tuple(sd[k].shape)}, model {tuple(v.shape)}'
+                 for k, v in expected.items()
+                 if k in sd and (not torch.is_tensor(sd[k]) or sd[k].shape != v.shape)]
+    problems = []
+    if missing:
+        problems.append(f'missing keys: {", ".join(missing)}')
+    if unexpected:
+        problems.append(f'unexpected keys: {", ".join(unexpected)}')
+    if misshaped:
+        problems.append(f'wrong shapes: {"; ".join(misshaped)}')
+    if problems:
+        raise CheckpointError(f'{source}: the state dict does not fit the model '
+                              f'{model.spec["name"]!r}: ' + ' | '.join(problems))
+
+
+def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
+               map_location: Any = 'cpu') -> nn.Module:
+    """Build a model from an official checkpoint and load its weights strictly.
+
+    Args:
+        path_or_dict: a ``.pth`` file or an already loaded checkpoint dict. Optimizer and
+            epoch entries, as in the full training saves, are allowed and ignored.
+        map_location: where the tensors go (the released files hold CUDA tensors); the model
+            is moved there too when it names a device.
+
+    Returns:
+        the model in eval mode, with its spec as ``model.spec``.
+
+    Example:
+        >>> model = load_model('edsr-baseline-liif.pth')          # doctest: +SKIP
+        >>> model = load_model('rdn-liif.pth', map_location='cuda')  # doctest: +SKIP
+    """
+    if isinstance(path_or_dict, Mapping):
+        ckpt, source = path_or_dict, 'checkpoint dict'
+    else:
+        ckpt, source = _read(path_or_dict, map_location), str(path_or_dict)
+    entry = ckpt.get('model') if isinstance(ckpt, Mapping) else None
+    if not isinstance(entry, Mapping) or not {'name', 'args', 'sd'} <= set(entry):
+        raise CheckpointError(f"{source}: not a LIIF checkpoint: expected "
+                              f"{{'model': {{'name', 'args', 'sd'}}}}, found "
+                              f"{sorted(ckpt) if isinstance(ckpt, Mapping) else type(ckpt).__name__}")
+    try:
+        model = make_model({'name': entry['name'], 'args': entry['args']})
+    except ModelSpecError as e:
+        raise CheckpointError(f'{source}: {e}') from None
+    check_state_dict(model, entry['sd'], source)
+    model.load_state_dict(entry['sd'], strict=True)
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    return model.eval()
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
+    """Write ``{'model': {'name', 'args', 'sd'}, **extra}`` atomically (temp file + rename).
+
+    Args:
+        model: a model built by ``make_model``/``load_model`` or a ``LIIF``/``MetaSR`` (they
+            know their spec). A ``DistributedDataParallel`` wrapper is unwrapped.
+        path: destination; a crash mid-write leaves any previous file intact.
+        extra: further top-level entries, e.g. ``optimizer={...}, epoch=12`` as in the
+            official training saves.
+    """
+    model = getattr(model, 'module', model)
+    spec = getattr(model, 'spec', None)
+    if spec is None:
+        raise ValueError('the model has no spec to save: build it with make_model(spec)')
+    ckpt = {'model': {'name': spec['name'], 'args': spec['args'], 'sd': model.state_dict()},
+            **extra}
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(ckpt, f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,329 @@
+"""LIIF: a feature map of latent codes plus a shared MLP is a continuous image.
+
+The encoder turns an image (B, 3, h, w) into latent codes (B, C, h, w), one per input pixel,
+each sitting at that pixel's centre. The RGB value at any continuous coordinate x is decoded
+from the codes z* nearest to x by the MLP f: f(z*, x - v*, cell), blended over the four
+surrounding codes (local ensemble, paper section 3.2).
+
+Two implementations of ``query_rgb`` give the same numbers:
+
+* the reference path (``fast=False``) follows the official algorithm step by step: unfold the
+  feature map to 9C channels, look up the nearest code for each of four shifted queries, run
+  the MLP on [code, relative coordinate, cell], blend by areas;
+* the fast path (the default) uses the algebra of the first layer. Unfolding followed by the
+  first Linear is one 3x3 convolution of the feature map, so it is computed once per latent
+  code (``project_codes``) instead of once per query and ensemble member; each query then only
+  gathers its code's projection, adds the rank-2 contributions of its relative coordinate and
+  cell, and runs the remaining layers on all four ensemble members at once, in small chunks.
+
+Book: chapters 2-5 derive every line of this file; chapter 4 shows why the fast path is exact.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .coords import make_coord
+
+# The four neighbours of the local ensemble as (row, col) shifts, in the official order.
+ENSEMBLE_SHIFTS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+# Added to both components of every shifted query (same sign for all shifts): at odd integer
+# scales a shifted query lands exactly on a cell edge, and this breaks the tie consistently.
+EPS_SHIFT = 1e-6
+# Shifted queries are clamped this far inside [-1, 1], so border queries reuse border codes
+# (the paper says mirror padding; the official code replicates the border code like this).
+CLAMP_EPS = 1e-6
+# Added to each ensemble area so that a query exactly on a code centre has no 0/0 weight.
+AREA_EPS = 1e-9
+
+# Queries per chunk of the fast path: 4 ensemble members x 1024 queries x 256 hidden units is
+# 4 MiB per activation, small enough to stay in cache between the MLP's layers.
+FAST_CHUNK = 1024
+
+
+def sample_nearest(field: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+    """Values of ``field`` at the pixel nearest to each coordinate, zero outside [-1, 1].
+
+    The one place where (row, col) becomes ``grid_sample``'s (x, y): the Q queries are laid out
+    as a 1 x Q image of grid points. Nearest rounding is half-to-even, as in the official code.
+
+    Args:
+        field: (B, C, h, w).
+        coord: (B, Q, 2) as (row, col).
+
+    Returns:
+        (B, Q, C).
+    """
+    grid = coord.flip(-1).unsqueeze(1)  # (B, 1, Q, 2) as (x, y)
+    out = F.grid_sample(field, grid, mode='nearest', align_corners=False)  # (B, C, 1, Q)
+    return out[:, :, 0, :].permute(0, 2, 1)  # (B, Q, C)
+
+
+def unfold_features(feat: torch.Tensor) -> torch.Tensor:
+    """Feature unfolding: each code is replaced by its 3x3 neighbourhood (zero-padded).
+
+    Channel-major layout, as in the official checkpoints: channel c * 9 + 3 * (d_row + 1) +
+    (d_col + 1) holds feat[c] shifted by (d_row, d_col).
+
+    Args:
+        feat: (B, C, h, w).
+
+    Returns:
+        (B, 9C, h, w).
+    """
+    B, C, h, w = feat.shape
+    return F.unfold(feat, 3, padding=1).view(B, C * 9, h, w)
+
+
+class LIIF(nn.Module):
+    """Local implicit image function (Chen, Liu and Wang, CVPR 2021).
+
+    Args (the official names, so a checkpoint's ``args`` pass straight through):
+        encoder_spec: ``{'name': ..., 'args': ...}`` of the encoder, e.g. edsr-baseline with
+            ``no_upsampling: True``.
+        imnet_spec: spec of the decoding MLP, without ``in_dim`` (derived here). None gives
+            the decoder-less model that samples the encoder output directly (the fixed-scale
+            upsampling baselines).
+        local_ensemble: blend the four surrounding codes by area (paper eq. 4).
+        feat_unfold: concatenate each code's 3x3 neighbourhood (paper section 3.3).
+        cell_decode: give the decoder the query pixel's size (paper section 3.4).
+
+    State: ``gen_feat`` stores the feature map as ``self.feat`` and ``query_rgb`` reads it
+    (the official contract). ``decode(feat, coord, cell)`` is the stateless equivalent.
+    """
+
+    def __init__(self, encoder_spec: dict[str, Any], imnet_spec: dict[str, Any] | None = None,
+                 local_ensemble: bool = True, feat_unfold: bool = True, cell_decode: bool = True):
+        super().__init__()
+        from .registry import make_model  # the registry imports this module
+        self.local_ensemble = local_ensemble
+        self.feat_unfold = feat_unfold
+        self.cell_decode = cell_decode
+        self.encoder = make_model(encoder_spec)
+        if imnet_spec is not None:
+            # Decoder input: the code (x9 when unfolded), the relative coordinate (2) and the
+            # cell (2). in_dim is not stored in checkpoints: it is always derived like this.
+            code_dim = self.encoder.out_dim * (9 if feat_unfold else 1)
+            in_dim = code_dim + 2 + (2 if cell_decode else 0)
+            self.imnet = make_model(imnet_spec, in_dim=in_dim)
+        else:
+            self.imnet = None
+        self.spec = {'name': 'liif', 'args': {
+            'encoder_spec': encoder_spec, 'imnet_spec': imnet_spec,
+            'local_ensemble': local_ensemble, 'feat_unfold': feat_unfold,
+            'cell_decode': cell_decode}}
+        self.feat: torch.Tensor | None = None
+        self._proj: torch.Tensor | None = None
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def gen_feat(self, inp: torch.Tensor) -> torch.Tensor:
+        """Encode ``inp`` (B, 3, h, w), normalised to [-1, 1], and cache the (B, C, h, w) map."""
+        self.feat = self.encoder(inp)
+        self._proj = None  # projections of the previous feature map are stale
+        return self.feat
+
+    def project_codes(self, feat: torch.Tensor) -> torch.Tensor:
+        """The first decoder layer applied to every latent code, once: (B, C, h, w) -> (B*h*w, D).
+
+        The first Linear maps [unfolded code, rel, cell] to D units. Its code part, applied to
+        the 3x3 unfolded map, is a 3x3 convolution of the feature map whose kernel is that
+        part of the weight matrix viewed as (D, C, 3, 3), by the channel-major unfold layout.
+        The bias is folded in here too. Rows are ordered (b, i, j) for gathering.
+        """
+        first = self.imnet.linears[0]
+        B, C, h, w = feat.shape
+        k = 3 if self.feat_unfold else 1
+        kernel = first.weight[:, :C * k * k].reshape(-1, C, k, k)  # (D, C, k, k)
+        proj = F.conv2d(feat, kernel, first.bias, padding=k // 2)  # (B, D, h, w)
+        return proj.permute(0, 2, 3, 1).reshape(B * h * w, -1)  # (B*h*w, D)
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def query_rgb(self, coord: torch.Tensor, cell: torch.Tensor | None = None,
+                  fast: bool = True) -> torch.Tensor:
+        """RGB at continuous points from the map cached by ``gen_feat``.
+
+        Args:
+            coord: (B, Q, 2) as (row, col) in [-1, 1] (outside is allowed: border codes).
+            cell: (B, Q, 2) pixel (height, width) of each query; unused without cell decoding.
+            fast: the fast exact path (default) or the step-by-step reference algorithm.
+
+        Returns:
+            (B, Q, 3), normalised like the training targets (no clamp).
+        """
+        if self.feat is None:
+            raise RuntimeError('query_rgb needs a feature map: call gen_feat(inp) first')
+        if fast and self.imnet is not None and self._proj is None:
+            self._proj = self.project_codes(self.feat)
+        return self.decode(self.feat, coord, cell, fast=fast, proj=self._proj)
+
+    def decode(self, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor | None = None,
+               fast: bool = True, proj: torch.Tensor | None = None) -> torch.Tensor:
+        """Stateless ``query_rgb``: decode ``coord`` from the given feature map.
+
+        Args:
+            feat: (B, C, h, w) encoder output.
+            coord, cell: (B, Q, 2), as in ``query_rgb``.
+            fast: use the fast path.
+            proj: ``project_codes(feat)``, when already computed (fast path only).
+
+        Returns:
+            (B, Q, 3).
+        """
+        if self.imnet is None:
+            # Decoder-less baselines: the encoder already produced RGB at output resolution.
+            return sample_nearest(feat, coord)
+        if self.cell_decode and cell is None:
+            raise ValueError('this model decodes cells: pass cell (B, Q, 2)')
+        if fast:
+            if proj is None:
+                proj = self.project_codes(feat)
+            return self._decode_fast(feat, proj, coord, cell)
+        return self._decode_reference(feat, coord, cell)
+
+    def _shifts(self) -> tuple[tuple[tuple[int, int], ...], float]:
+        if self.local_ensemble:
+            return ENSEMBLE_SHIFTS, EPS_SHIFT
+        return ((0, 0),), 0.0
+
+    def _shift_queries(self, coord: torch.Tensor, shift: tuple[int, int],
+                       eps: float, h: int, w: int) -> torch.Tensor:
+        """Move queries half a code cell towards one neighbour, then clamp inside the image."""
+        d_row, d_col = shift
+        # Radii are half a code cell in the [-1, 1] frame; each offset is formed in Python
+        # double and added once to the float32 tensor, as in the official code.
+        shifted = coord.clone()
+        shifted[..., 0] += d_row * (2 / h / 2) + eps
+        shifted[..., 1] += d_col * (2 / w / 2) + eps
+        return shifted.clamp_(-1 + CLAMP_EPS, 1 - CLAMP_EPS)
+
+    @staticmethod
+    def _blend(preds: list[torch.Tensor], areas: list[torch.Tensor]) -> torch.Tensor:
+        """Area-weighted sum of the ensemble's predictions (paper eq. 4).
+
+        Each prediction is weighted by the area of the rectangle between the query and the
+        *diagonally opposite* code, so the nearest code gets the largest weight. With the
+        official shift order, the opposite of member t is member T-1-t: a reversal. A single
+        member gets weight area/area = 1 exactly.
+        """
+        total = torch.stack(areas).sum(dim=0)
+        out = 0
+        for pred, area in zip(preds, reversed(areas)):
+            out = out + pred * (area / total).unsqueeze(-1)
+        return out
+
+    def _decode_reference(self, feat: torch.Tensor, coord: torch.Tensor,
+                          cell: torch.Tensor | None) -> torch.Tensor:
+        """The official algorithm, step by step (spec section 2.2)."""
+        B, C, h, w = feat.shape
+        Q = coord.shape[1]
+        if self.feat_unfold:
+            feat = unfold_features(feat)  # (B, 9C, h, w)
+        # Code centres as a (B, 2, h, w) map, looked up with the same nearest rule as the codes.
+        centres = make_coord((h, w), flatten=False, device=feat.device)  # (h, w, 2)
+        centres = centres.permute(2, 0, 1).unsqueeze(0).expand(B, 2, h, w)
+        shifts, eps = self._shifts()
+        preds, areas = [], []
+        for shift in shifts:
+            shifted = self._shift_queries(coord, shift, eps, h, w)
+            code = sample_nearest(feat, shifted)  # (B, Q, C')
+            centre = sample_nearest(centres, shifted)  # (B, Q, 2)
+            rel = coord - centre  # measured from the unshifted, unclamped query
+            rel[..., 0] *= h  # in units where one code cell has length 2
+            rel[..., 1] *= w
+            parts = [code, rel]
+            if self.cell_decode:
+                rel_cell = cell.clone()
+                rel_cell[..., 0] *= h  # cell size in the same units: 2/scale
+                rel_cell[..., 1] *= w
+                parts.append(rel_cell)
+            pred = self.imnet(torch.cat(parts, dim=-1).view(B * Q, -1)).view(B, Q, -1)
+            preds.append(pred)
+            areas.append(torch.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS)
+        return self._blend(preds, areas)
+
+    def _decode_fast(self, feat: torch.Tensor, proj: torch.Tensor, coord: torch.Tensor,
+                     cell: torch.Tensor | None) -> torch.Tensor:
+        """Same numbers as ``_decode_reference``, computed from ``project_codes(feat)``."""
+        B, C, h, w = feat.shape
+        Q = coord.shape[1]
+        linears = self.imnet.linears
+        code_dim = linears[0].in_features - 2 - (2 if self.cell_decode else 0)
+        w_rel = linears[0].weight[:, code_dim:code_dim + 2]  # (D, 2)
+        w_cell = linears[0].weight[:, code_dim + 2:]  # (D, 2) or (D, 0)
+        # Integer (row, col) of every code, looked up with grid_sample itself so that ties
+        # round exactly as in the reference path; the values are small exact integers.
+        index_map = torch.stack(torch.meshgrid(
+            torch.arange(h, dtype=feat.dtype, device=feat.device),
+            torch.arange(w, dtype=feat.dtype, device=feat.device), indexing='ij'))
+        index_map = index_map.unsqueeze(0).expand(B, 2, h, w)  # (B, 2, h, w)
+        row_centres = make_coord((h,), device=feat.device)[:, 0]  # (h,)
+        col_centres = make_coord((w,), device=feat.device)[:, 0]  # (w,)
+        batch_offset = (torch.arange(B, device=feat.device) * (h * w)).view(1, B, 1)
+        shifts, eps = self._shifts()
+        T = len(shifts)
+
+        out = []
+        for start in range(0, Q, FAST_CHUNK):
+            q = coord[:, start:start + FAST_CHUNK]  # (B, n, 2)
+            n = q.shape[1]
+            shifted = torch.cat([self._shift_queries(q, s, eps, h, w) for s in shifts], dim=1)
+            index = sample_nearest(index_map, shifted).long()  # (B, T*n, 2)
+            index = index.view(B, T, n, 2).transpose(0, 1)  # (T, B, n, 2)
+            rows, cols = index[..., 0], index[..., 1]
+            centre = torch.stack((row_centres[rows], col_centres[cols]), dim=-1)  # (T, B, n, 2)
+            rel = q.unsqueeze(0) - centre
+            rel[..., 0] *= h
+            rel[..., 1] *= w
+            flat = batch_offset + rows * w + cols  # (T, B, n)
+            hidden = proj[flat.view(-1)]  # (T*B*n, D)
+            hidden = torch.addmm(hidden, rel.view(-1, 2), w_rel.t())
+            if self.cell_decode:
+                rel_cell = cell[:, start:start + n].clone()
+                rel_cell[..., 0] *= h
+                rel_cell[..., 1] *= w
+                cell_term = rel_cell.reshape(-1, 2) @ w_cell.t()  # (B*n, D), shared by all T
+                hidden = (hidden.view(T, B * n, -1) + cell_term).view(T * B * n, -1)
+            for layer in linears[1:]:
+                hidden = torch.addmm(layer.bias, hidden.relu_(), layer.weight.t())
+            preds = hidden.view(T, B, n, -1).unbind(0)
+            areas = (torch.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS).unbind(0)  # T x (B, n)
+            out.append(self._blend(list(preds), list(areas)))
+        return torch.cat(out, dim=1)  # (B, Q, 3)
+
+    def forward(self, inp: torch.Tensor, coord: torch.Tensor,
+                cell: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode ``inp`` (B, 3, h, w) and decode ``coord``/``cell`` (B, Q, 2) -> (B, Q, 3)."""
+        self.gen_feat(inp)
+        return self.query_rgb(coord, cell)
+
+
+@torch.no_grad()
+def batched_predict(model: nn.Module, inp: torch.Tensor, coord: torch.Tensor,
+                    cell: torch.Tensor | None, bsize: int, **query_kwargs: Any) -> torch.Tensor:
+    """Encode once, then decode the queries in chunks of ``bsize`` along Q (the official test
+    and demo helper). Chunking does not change the result: every query is independent.
+
+    Args:
+        model: a ``LIIF`` or ``MetaSR``.
+        inp: (B, 3, h, w) normalised input.
+        coord, cell: (B, Q, 2).
+        bsize: queries per chunk.
+        query_kwargs: passed to ``query_rgb`` (e.g. ``fast=False``).
+
+    Returns:
+        (B, Q, 3).
+    """
+    if bsize < 1:
+        raise ValueError(f'bsize must be a positive number of queries, got {bsize}')
+    model.gen_feat(inp)
+    preds = []
+    for start in range(0, coord.shape[1], bsize):
+        stop = start + bsize
+        chunk_cell = None if cell is None else cell[:, start:stop]
+        preds.append(model.query_rgb(coord[:, start:stop], chunk_cell, **query_kwargs))
+    return torch.cat(preds, dim=1)
