@@ -22,6 +22,11 @@ class CheckpointError(ValueError):
     """A file or dict that is not a loadable LIIF checkpoint; the message says why."""
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
+
+
 def _read(path: str | os.PathLike, map_location: Any) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -29,15 +34,17 @@ def _read(path: str | os.PathLike, map_location: Any) -> dict:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if 'weights only' in str(e).lower() or 'weights_only' in str(e).lower():
+        # torch.save writes zip archives; inside one, an unpickling refusal means the file
+        # holds objects that weights_only forbids: something that could run code.
+        if zipfile.is_zipfile(path) and 'weights only' in str(e).lower():
             raise CheckpointError(
-                f'{path}: refused to load: the file contains objects other than tensors and '
-                'plain containers (it could run code when unpickled); a LIIF checkpoint holds '
-                f'only those. Detail: {str(e).splitlines()[0]}') from None
-        raise CheckpointError(f'{path}: not a PyTorch checkpoint ({e})') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+                f'{path}: refused to load: the file holds objects other than tensors and plain '
+                'containers, which could run code when unpickled; a LIIF checkpoint holds only '
+                'those') from None
+        raise CheckpointError(f'{path}: not a PyTorch checkpoint ({_first_line(e)})') from None
+    except Exception as e:  # torch.load signals corrupt input with many exception types
         raise CheckpointError(f'{path}: not a PyTorch checkpoint, or a truncated one '
-                              f'({type(e).__name__}: {str(e).splitlines()[0]})') from None
+                              f'({_first_line(e)})') from None
 
 
 def check_state_dict(model: nn.Module, sd: Mapping[str, Any], source: str = 'checkpoint') -> None:

@@ -280,7 +280,7 @@ class LIIF(nn.Module):
             rel[..., 0] *= h
             rel[..., 1] *= w
             flat = batch_offset + rows * w + cols  # (T, B, n)
-            hidden = proj[flat.view(-1)]  # (T*B*n, D)
+            hidden = proj[flat.reshape(-1)]  # (T*B*n, D)
             hidden = torch.addmm(hidden, rel.view(-1, 2), w_rel.t())
             if self.cell_decode:
                 rel_cell = cell[:, start:start + n].clone()

@@ -1,0 +1,221 @@
+"""Image folders: a sorted folder of pictures as a dataset of (3, H, W) tensors in [0, 1].
+
+``image-folder`` and ``paired-image-folders`` follow the official datasets (spec section 4.1,
+4.2): files in ``sorted(os.listdir(root))`` order (or a JSON split), ``first_k`` truncation,
+``repeat`` and three cache modes. Every image, whatever its file format, comes out as float32 RGB
+holding k / 255 values, which is what ``resize_fn`` needs to stay lossless.
+
+Differences from the official code, all on inputs the official datasets never contain:
+- EXIF orientation is applied, so a rotated camera JPEG comes out upright.
+- 16-bit images (grayscale ``I;16``, or PNGs that Pillow opens as 32-bit ``I``) are reduced to
+  8 bits by keeping the high byte (``v >> 8``), the same rule Pillow applies to 16-bit RGB PNGs;
+  the official ``convert('RGB')`` clips such values at 255 and returns a nearly white image.
+- Alpha (RGBA, LA, palette with transparency) is dropped, as ``convert('RGB')`` does; it is not
+  composited onto a background.
+- Hidden files (names starting with '.') and sub-folders are not listed.
+- The ``bin`` cache stores ``.npy`` arrays of the decoded RGB image (read back with
+  ``allow_pickle=False``) instead of pickles of ``imageio.imread``; it therefore forces RGB like
+  the other modes, where the official ``bin`` path kept grayscale images single-channel.
+- A file that cannot be decoded raises ``CorruptImageError`` naming its path. With
+  ``skip_corrupt=True`` it is replaced by the next readable file in list order instead, with one
+  ``warnings.warn`` per bad file, and its path is recorded in ``dataset.skipped``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Callable, TypeVar
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+T = TypeVar('T')
+
+CACHE_MODES = ('none', 'in_memory', 'bin')
+
+
+class CorruptImageError(OSError):
+    """An image file that exists but cannot be decoded."""
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Decode an image file to 8-bit RGB.
+
+    Args:
+        path: any format Pillow reads (grayscale, RGBA, palette, 16-bit and EXIF-rotated included).
+
+    Returns:
+        uint8 array (H, W, 3).
+
+    Raises:
+        CorruptImageError: the file cannot be decoded (truncated, not an image, ...); the message
+            names the path.
+    """
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)  # upright, as a photo viewer shows it
+            if img.mode in ('I', 'I;16', 'I;16L', 'I;16B', 'I;16N'):
+                # 16-bit samples: keep the high byte, as Pillow does for 16-bit RGB PNGs.
+                gray = (np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8)
+                return np.repeat(gray[..., None], 3, axis=2)
+            return np.array(img.convert('RGB'))  # a writable copy; also forces the full decode
+    except (UnidentifiedImageError, SyntaxError, ValueError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise CorruptImageError(f'{path}: cannot decode image ({type(e).__name__}: {e})') from e
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) holding k / 255, as torchvision's ToTensor."""
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
+
+
+def first_readable(idx: int, n: int, load: Callable[[int], T], skip_corrupt: bool,
+                   skipped: list[str]) -> T:
+    """``load(idx)``, or with ``skip_corrupt`` the first index after it (cyclically) that loads.
+
+    Corrupt paths found on the way are warned about once and appended to ``skipped``.
+    """
+    for step in range(n):
+        try:
+            return load((idx + step) % n)
+        except CorruptImageError as e:
+            if not skip_corrupt:
+                raise
+            if str(e) not in skipped:
+                skipped.append(str(e))
+                warnings.warn(f'skipping corrupt image: {e}', stacklevel=2)
+    raise CorruptImageError(f'no readable image among the {n} files ({skipped[0]} ...)')
+
+
+class ImageFolder(Dataset):
+    """The official ``image-folder`` dataset.
+
+    Args:
+        root_path: the folder.
+        split_file: optional JSON file mapping split names to file-name lists (CelebA-HQ).
+        split_key: the split to read from ``split_file``.
+        first_k: keep only the first k files.
+        repeat: the dataset lists its files this many times (length ``n * repeat``).
+        cache: 'none' (decode on every access), 'in_memory' (decode all once, here) or 'bin'
+            (decode once to ``.npy`` files in the sibling folder ``_bin_<basename>``, then read
+            those).
+        skip_corrupt: replace undecodable files by the next readable one, with a warning.
+
+    Items are float32 (3, H, W) in [0, 1].
+    """
+
+    def __init__(self, root_path: str, split_file: str | None = None, split_key: str | None = None,
+                 first_k: int | None = None, repeat: int = 1, cache: str = 'none',
+                 skip_corrupt: bool = False) -> None:
+        if cache not in CACHE_MODES:
+            raise ValueError(f'image-folder cache must be one of {CACHE_MODES}, got {cache!r}')
+        if not os.path.isdir(root_path):
+            raise FileNotFoundError(f'image folder {root_path!r} does not exist '
+                                    f'(fetch it with `liif data fetch`, see data/README.md)')
+        self.root_path = root_path
+        self.repeat = repeat
+        self.cache = cache
+        self.skip_corrupt = skip_corrupt
+        self.skipped: list[str] = []
+
+        if split_file is None:
+            names = sorted(f for f in os.listdir(root_path)
+                           if not f.startswith('.') and os.path.isfile(os.path.join(root_path, f)))
+        else:
+            with open(split_file) as f:
+                names = json.load(f)[split_key]
+        if first_k is not None:
+            names = names[:first_k]
+        if not names:
+            raise ValueError(f'image folder {root_path!r} holds no images')
+        self.paths = [os.path.join(root_path, name) for name in names]
+
+        self.images: list[torch.Tensor | None] = []
+        if cache == 'in_memory':
+            for path in tqdm(self.paths, desc=f'loading {os.path.basename(root_path)}',
+                             leave=False):
+                try:
+                    self.images.append(to_tensor(read_rgb(path)))
+                except CorruptImageError:
+                    if not skip_corrupt:
+                        raise
+                    self.images.append(None)  # reported when first accessed
+        elif cache == 'bin':
+            self.paths = [self._write_bin(path) for path in
+                          tqdm(self.paths, desc=f'caching {os.path.basename(root_path)}',
+                               leave=False)]
+
+    def _write_bin(self, path: str) -> str:
+        """Decode ``path`` once into ``_bin_<basename>/<stem>.npy``; return the .npy path.
+
+        An undecodable file keeps its original path, so that reading it reports the error.
+        """
+        root = os.path.normpath(self.root_path)
+        bin_root = os.path.join(os.path.dirname(root), '_bin_' + os.path.basename(root))
+        os.makedirs(bin_root, exist_ok=True)
+        # As the official cache: named by the part of the file name before its first dot.
+        bin_path = os.path.join(bin_root, os.path.basename(path).split('.')[0] + '.npy')
+        if not os.path.exists(bin_path):
+            try:
+                rgb = read_rgb(path)
+            except CorruptImageError:
+                if not self.skip_corrupt:
+                    raise
+                return path
+            tmp = f'{bin_path}.{os.getpid()}.tmp.npy'
+            np.save(tmp, rgb, allow_pickle=False)
+            os.replace(tmp, bin_path)  # atomic: a killed run never leaves half an array
+        return bin_path
+
+    def _load(self, i: int) -> torch.Tensor:
+        """The i-th file (0 <= i < number of files) as (3, H, W)."""
+        if self.cache == 'in_memory':
+            img = self.images[i]
+            if img is None:
+                raise CorruptImageError(f'{self.paths[i]}: cannot decode image')
+            return img
+        path = self.paths[i]
+        if path.endswith('.npy'):
+            return to_tensor(np.load(path, allow_pickle=False))
+        return to_tensor(read_rgb(path))
+
+    def __len__(self) -> int:
+        return len(self.paths) * self.repeat
+
+    def __getitem__(self, idx: int) -> torch.Tensor:
+        n = len(self.paths)
+        return first_readable(idx % n, n, self._load, self.skip_corrupt, self.skipped)
+
+
+class PairedImageFolders(Dataset):
+    """The official ``paired-image-folders``: item i is (folder 1's i-th, folder 2's i-th).
+
+    Folder 1 is the LR, folder 2 the HR; files pair by sorted name order, so both folders must
+    hold the same number of files. Keyword arguments go to both ``ImageFolder``s. With
+    ``skip_corrupt`` a pair with an undecodable side is replaced by the next readable pair.
+    """
+
+    def __init__(self, root_path_1: str, root_path_2: str, **kwargs) -> None:
+        self.dataset_1 = ImageFolder(root_path_1, **kwargs)
+        self.dataset_2 = ImageFolder(root_path_2, **kwargs)
+        n1, n2 = len(self.dataset_1.paths), len(self.dataset_2.paths)
+        if n1 != n2:
+            raise ValueError(f'paired folders differ in size: {root_path_1!r} has {n1} files, '
+                             f'{root_path_2!r} has {n2}')
+        self.skip_corrupt = kwargs.get('skip_corrupt', False)
+        self.skipped: list[str] = []
+
+    def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset_1._load(i), self.dataset_2._load(i)
+
+    def __len__(self) -> int:
+        return len(self.dataset_1)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.dataset_1.paths)
+        return first_readable(idx % n, n, self._load, self.skip_corrupt, self.skipped)
