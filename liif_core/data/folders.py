@@ -18,14 +18,15 @@ Differences from the official code, all on inputs the official datasets never co
   the other modes, where the official ``bin`` path kept grayscale images single-channel.
 - A file that cannot be decoded raises ``CorruptImageError`` naming its path. With
   ``skip_corrupt=True`` it is replaced by the next readable file in list order instead, with one
-  ``warnings.warn`` per bad file, and its path is recorded in ``dataset.skipped``.
+  ``warnings.warn`` per bad file, and its path is recorded in ``dataset.skipped`` (in DataLoader
+  worker processes each worker keeps its own list; the warnings reach the main log).
 """
 from __future__ import annotations
 
 import json
 import os
 import warnings
-from typing import Callable, TypeVar
+from typing import BinaryIO, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -42,11 +43,12 @@ class CorruptImageError(OSError):
     """An image file that exists but cannot be decoded."""
 
 
-def read_rgb(path: str) -> np.ndarray:
+def read_rgb(path: str | BinaryIO) -> np.ndarray:
     """Decode an image file to 8-bit RGB.
 
     Args:
-        path: any format Pillow reads (grayscale, RGBA, palette, 16-bit and EXIF-rotated included).
+        path: a file (or an open binary file object) in any format Pillow reads: grayscale,
+            RGBA, palette, 16-bit and EXIF-rotated images included.
 
     Returns:
         uint8 array (H, W, 3).

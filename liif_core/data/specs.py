@@ -34,6 +34,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 # The dataset arguments that hold file-system paths, and the prefix the official configs use.
 PATH_ARGS = ('root_path', 'root_path_1', 'root_path_2', 'split_file')
 OFFICIAL_ROOT = './load'
+# Where `liif data fetch` puts datasets unless told otherwise, and so the natural data_root.
+DEFAULT_DATA_ROOT = 'data'
 
 
 class DatasetSpecError(ValueError):
@@ -55,7 +57,8 @@ def make_dataset(spec: dict[str, Any], **overrides: Any) -> Dataset:
         ...                     dataset=folder)[0]
     """
     if not isinstance(spec, dict) or 'name' not in spec:
-        raise DatasetSpecError(f"a dataset spec is a dict {{'name': ..., 'args': ...}}, got {spec!r}")
+        raise DatasetSpecError(f"a dataset spec is a dict {{'name': ..., 'args': ...}}, "
+                               f"got {spec!r}")
     name = spec['name']
     if name not in DATASETS:
         raise DatasetSpecError(f"unknown dataset name {name!r}; known names: {', '.join(DATASETS)}")

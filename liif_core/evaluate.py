@@ -1,0 +1,451 @@
+"""Evaluation: the official PSNR protocol (spec section 6) and scale sweeps with a bicubic row.
+
+``evaluate`` is the official ``eval_psnr``: normalise the input, predict (in one pass or in
+chunks of queries), de-normalise and clamp, reshape to images when a protocol needs borders,
+PSNR per batch, mean weighted by batch size. ``evaluate_scales`` makes the low-resolution
+inputs itself from high-resolution images, for any list of scales (non-integer and per-axis
+too), and scores the model and bicubic upsampling through the same code on the same crops.
+
+Book: chapter 9, "Benchmark".
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence, Union
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .coords import make_cell, make_coord
+from .data.folders import read_rgb, to_tensor
+from .liif import batched_predict
+from .metrics import calc_psnr
+from .resize import resize_fn
+
+# What every official config uses: the model sees (x - 0.5) / 0.5.
+PAPER_DATA_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
+# What the official code assumes when a config has no data_norm.
+NO_DATA_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
+# The paper's scale list: x2-x4 in the training distribution, x6-x30 outside it.
+PAPER_SCALES = (2, 3, 4, 6, 12, 18, 24, 30)
+# The official test chunk: queries decoded per pass.
+EVAL_BSIZE = 30000
+
+# A scale is one factor for both axes or a (row, col) pair.
+Scale = Union[float, tuple[float, float]]
+# The model to score, or the string 'bicubic' for the bicubic baseline.
+Predictor = Union[nn.Module, str]
+
+
+def norm_tensors(data_norm: dict | None, device: torch.device | str
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(inp_sub, inp_div, gt_sub, gt_div)`` shaped to broadcast on (B, 3, h, w) and (B, Q, 3).
+
+    ``data_norm`` None means no normalisation, as in the official code.
+    """
+    data_norm = NO_DATA_NORM if data_norm is None else data_norm
+    inp, gt = data_norm['inp'], data_norm['gt']
+    return (torch.tensor(inp['sub'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
+            torch.tensor(inp['div'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
+            torch.tensor(gt['sub'], dtype=torch.float32, device=device).view(1, 1, -1),
+            torch.tensor(gt['div'], dtype=torch.float32, device=device).view(1, 1, -1))
+
+
+def parse_eval_type(eval_type: str | None) -> tuple[str | None, int]:
+    """``'div2k-4'`` -> ``('div2k', 4)``, ``'benchmark-3'`` -> ``('benchmark', 3)``,
+    None -> ``(None, 1)``."""
+    if eval_type is None:
+        return None, 1
+    protocol, _, scale = eval_type.partition('-')
+    if protocol not in ('div2k', 'benchmark') or not scale.isdigit():
+        raise ValueError(f"eval_type must be 'div2k-N', 'benchmark-N' or None, got {eval_type!r}")
+    return protocol, int(scale)
+
+
+def bicubic_predict(inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """The bicubic baseline at the query points: ``resize_fn`` the input up to the output size
+    given by the cell (2/H, 2/W), then read the pixel under each query.
+
+    Args:
+        inp: (B, 3, h, w) in [0, 1], not normalised.
+        coord, cell: (B, Q, 2); queries are pixel centres of the H x W output.
+
+    Returns:
+        (B, Q, 3) in [0, 1].
+    """
+    preds = []
+    for img, q, c in zip(inp, coord, cell):
+        H, W = round(2 / c[0, 0].item()), round(2 / c[0, 1].item())
+        up = resize_fn(img, (H, W))  # (3, H, W)
+        # Centre -1 + (2i + 1)/H -> row i; rounding absorbs float error in the coordinate.
+        rows = ((q[:, 0] + 1) * H / 2 - 0.5).round().long().clamp(0, H - 1)  # (Q,)
+        cols = ((q[:, 1] + 1) * W / 2 - 0.5).round().long().clamp(0, W - 1)
+        preds.append(up[:, rows, cols].t())  # (Q, 3)
+    return torch.stack(preds)
+
+
+def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
+            data_norm: dict | None = PAPER_DATA_NORM, eval_bsize: int | None = None
+            ) -> torch.Tensor:
+    """RGB in [0, 1] at the queries (spec 6.1 steps 1-3): (B, 3, h, w), (B, Q, 2) -> (B, Q, 3).
+
+    The model sees the normalised input; its output is de-normalised and clamped to [0, 1].
+    ``eval_bsize`` None decodes all queries in one pass, otherwise in chunks of that many.
+    """
+    if isinstance(model, str):
+        if model != 'bicubic':
+            raise ValueError(f"model must be a module or 'bicubic', got {model!r}")
+        return bicubic_predict(inp, coord, cell)
+    inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, inp.device)
+    with torch.no_grad():
+        x = (inp - inp_sub) / inp_div
+        if eval_bsize is None:
+            pred = model(x, coord, cell)
+        else:
+            pred = batched_predict(model, x, coord, cell, eval_bsize)
+    return (pred * gt_div + gt_sub).clamp_(0, 1)
+
+
+@dataclass
+class EvalResult:
+    """``psnr``: the official mean (per batch, weighted by batch size); ``per_image``: PSNR
+    of each image alone (equal to the batch values at batch size 1, as in every test config)."""
+    psnr: float
+    per_image: list[float] = field(default_factory=list)
+
+
+def _model_device(model: Predictor) -> torch.device:
+    if isinstance(model, str):
+        return torch.device('cpu')
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device('cpu')
+
+
+def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None = None,
+             eval_bsize: int | None = None, data_norm: dict | None = PAPER_DATA_NORM,
+             progress: bool = True) -> EvalResult:
+    """The official ``eval_psnr`` (spec 6.1) over a dataset of {'inp', 'coord', 'cell', 'gt'}.
+
+    Args:
+        model: a LIIF / MetaSR model (put in eval mode here), or ``'bicubic'``.
+        data: a dataset (read at batch size 1, as every test config) or a DataLoader.
+        eval_type: None (RGB PSNR over the sampled points), ``'div2k-N'`` or
+            ``'benchmark-N'`` (reshaped to images, borders shaved, spec 6.2).
+        eval_bsize: queries per chunk (30000 in the test configs), or None for one pass.
+        data_norm: the config's ``data_norm``; None means none (the official default).
+        progress: show a progress bar.
+
+    Returns:
+        ``EvalResult(psnr, per_image)``.
+
+    Example:
+        >>> res = evaluate(model, make_data(config['test_dataset']),  # doctest: +SKIP
+        ...                eval_type='div2k-4', eval_bsize=30000)
+    """
+    protocol, scale = parse_eval_type(eval_type)
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1)
+    device = _model_device(model)
+    if not isinstance(model, str):
+        model.eval()
+    total, count, per_image = 0.0, 0, []
+    for batch in tqdm(loader, desc='eval', leave=False, disable=not progress):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        pred = predict(model, batch['inp'], batch['coord'], batch['cell'], data_norm,
+                       eval_bsize)  # (B, Q, 3)
+        gt = batch['gt']
+        if protocol is not None:
+            # The official reshape: output size from sqrt(Q / (h w)), i.e. an isotropic scale.
+            B, Q = pred.shape[:2]
+            ih, iw = batch['inp'].shape[-2:]
+            s = math.sqrt(Q / (ih * iw))
+            shape = (B, round(ih * s), round(iw * s), 3)
+            pred = pred.view(shape).permute(0, 3, 1, 2)  # (B, 3, H, W)
+            gt = gt.view(shape).permute(0, 3, 1, 2)
+        B = pred.shape[0]
+        total += calc_psnr(pred, gt, protocol, scale).item() * B
+        count += B
+        per_image += [calc_psnr(p, g, protocol, scale).item() for p, g in zip(pred, gt)]
+    if count == 0:
+        raise ValueError('evaluate: the dataset is empty')
+    return EvalResult(total / count, per_image)
+
+
+# -- scale sweeps ------------------------------------------------------------------------------
+
+
+def _scale_pair(scale: Scale) -> tuple[float, float]:
+    return (float(scale[0]), float(scale[1])) if isinstance(scale, tuple) else (scale, scale)
+
+
+def scale_label(scale: Scale) -> str:
+    """``2`` -> ``'2'``, ``2.5`` -> ``'2.5'``, ``(2, 3)`` -> ``'2x3'``."""
+    return 'x'.join(f'{s:g}' for s in ((scale,) if not isinstance(scale, tuple) else scale))
+
+
+def make_test_pair(hr: torch.Tensor, scale: Scale) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test-time downsampling of ``sr-implicit-downsampled`` (spec 4.4, step 3).
+
+    ``h_lr = floor(H / s + 1e-9)`` (likewise w); the HR is cropped at the top left to
+    ``round(h_lr s) x round(w_lr s)``; the LR is ``resize_fn`` of that crop to ``(h_lr, w_lr)``.
+
+    Args:
+        hr: (3, H, W) in [0, 1].
+        scale: one factor, or (row, col) factors.
+
+    Returns:
+        lr (3, h_lr, w_lr) and the cropped hr (3, H', W').
+    """
+    s_row, s_col = _scale_pair(scale)
+    H, W = hr.shape[-2:]
+    h_lr, w_lr = math.floor(H / s_row + 1e-9), math.floor(W / s_col + 1e-9)
+    if h_lr < 1 or w_lr < 1:
+        raise ValueError(f'a {H}x{W} image is too small for scale {scale_label(scale)}')
+    hr = hr[:, :round(h_lr * s_row), :round(w_lr * s_col)]  # (3, H', W')
+    return resize_fn(hr, (h_lr, w_lr)), hr
+
+
+def load_images(source: str | os.PathLike | Iterable[Any], first_k: int | None = None,
+                crop: int | None = None) -> list[tuple[str, torch.Tensor]]:
+    """High-resolution images as ``(name, (3, H, W) float in [0, 1])``.
+
+    Args:
+        source: a folder (files in sorted order, as the official image folders), or a list of
+            paths and/or tensors.
+        first_k: keep only the first k images.
+        crop: keep a centred ``crop x crop`` window of each (smaller images are kept whole).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ValueError(f'{folder}: no such folder of images')
+        source = [p for p in sorted(folder.iterdir())
+                  if p.is_file() and not p.name.startswith('.')]
+    images = []
+    for i, item in enumerate(list(source)[:first_k]):
+        if torch.is_tensor(item):
+            name, img = f'image-{i}', item
+        else:  # as the image folders read them: upright 8-bit RGB
+            name, img = Path(item).name, to_tensor(read_rgb(os.fspath(item)))  # (3, H, W)
+        if crop is not None:
+            H, W = img.shape[-2:]
+            top, left = max(0, (H - crop) // 2), max(0, (W - crop) // 2)
+            img = img[:, top:top + crop, left:left + crop]
+        images.append((name, img))
+    return images
+
+
+@dataclass
+class ScaleRow:
+    """One scale of a sweep: mean PSNR of the model and of bicubic (None when not run), and
+    the per-image values in the order of ``names``."""
+    scale: Scale
+    psnr: float | None
+    psnr_bicubic: float | None
+    per_image: list[float]
+    per_image_bicubic: list[float]
+    names: list[str]
+
+
+def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iterable[Any],
+                    scales: Sequence[Scale] = PAPER_SCALES, protocol: str = 'div2k',
+                    bicubic: bool = True, eval_bsize: int | None = EVAL_BSIZE,
+                    data_norm: dict | None = PAPER_DATA_NORM, first_k: int | None = None,
+                    crop: int | None = None, progress: bool = True) -> list[ScaleRow]:
+    """PSNR of the model (and of bicubic) at every scale, on LR inputs made from HR images.
+
+    Each image is downsampled with the test semantics of ``make_test_pair``, upsampled back to
+    the cropped HR size by the model (all pixel centres, cell 2/H, 2/W) and by ``resize_fn``
+    (the paper's bicubic row), and scored with ``calc_psnr(dataset=protocol, scale=s)``; for a
+    per-axis scale the shave uses the larger factor. The mean is over images. For x2-x4 the
+    official DIV2K and benchmark tests read the datasets' own (MATLAB) bicubic LR files; here
+    every LR is made with ``resize_fn``, as the official code does for x6 and up.
+
+    Args:
+        model: the model, or None for the bicubic row alone.
+        hr_images: a folder or a list of paths / (3, H, W) tensors in [0, 1].
+        scales: factors, each a number or a (row, col) pair.
+        protocol: 'div2k' (RGB, shave s + 6) or 'benchmark' (Y, shave s).
+        bicubic: also score bicubic upsampling on the same crops.
+        eval_bsize: queries per chunk.
+        data_norm: normalisation the model was trained with.
+        first_k, crop: see ``load_images``.
+        progress: show a progress bar.
+
+    Returns:
+        one ``ScaleRow`` per scale.
+    """
+    if protocol not in ('div2k', 'benchmark'):
+        raise ValueError(f"protocol must be 'div2k' or 'benchmark', got {protocol!r}")
+    if model is None and not bicubic:
+        raise ValueError('nothing to evaluate: no model and bicubic=False')
+    images = load_images(hr_images, first_k, crop)
+    if not images:
+        raise ValueError('evaluate_scales: no images')
+    if model is not None:
+        model.eval()
+    names = [name for name, _ in images]
+    rows = []
+    bar = tqdm(total=len(scales) * len(images), desc='scales', disable=not progress)
+    for scale in scales:
+        shave = max(_scale_pair(scale))  # the larger factor for a per-axis scale
+        ours: list[float] = []
+        bic: list[float] = []
+        jobs = (([(model, ours)] if model is not None else [])
+                + ([('bicubic', bic)] if bicubic else []))
+        for _, hr in images:
+            lr, hr = make_test_pair(hr, scale)
+            H, W = hr.shape[-2:]
+            coord = make_coord((H, W)).unsqueeze(0)  # (1, H*W, 2)
+            cell = make_cell(coord, (H, W))
+            for predictor, scores in jobs:
+                device = _model_device(predictor)
+                pred = predict(predictor, lr.unsqueeze(0).to(device), coord.to(device),
+                               cell.to(device), data_norm, eval_bsize)  # (1, H*W, 3)
+                sr = pred.view(1, H, W, 3).permute(0, 3, 1, 2)  # (1, 3, H, W)
+                scores.append(calc_psnr(sr, hr.unsqueeze(0).to(device), protocol, shave).item())
+            bar.update()
+        rows.append(ScaleRow(scale, _mean(ours), _mean(bic), ours, bic, names))
+    bar.close()
+    return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return '' if value is None else f'{value:.{digits}f}'
+
+
+def format_table(rows: Sequence[ScaleRow], model_label: str = 'model') -> str:
+    """A markdown table: one row for bicubic and one for the model, one column per scale."""
+    head = '| method | ' + ' | '.join(f'x{scale_label(r.scale)}' for r in rows) + ' |'
+    lines = [head, '|---|' + '---|' * len(rows)]
+    if any(r.psnr_bicubic is not None for r in rows):
+        lines.append('| bicubic | ' + ' | '.join(_fmt(r.psnr_bicubic) for r in rows) + ' |')
+    if any(r.psnr is not None for r in rows):
+        lines.append(f'| {model_label} | ' + ' | '.join(_fmt(r.psnr) for r in rows) + ' |')
+    return '\n'.join(lines)
+
+
+def write_csv(rows: Sequence[ScaleRow], path: str | os.PathLike, per_image: bool = False) -> None:
+    """Write ``scale,psnr,psnr_bicubic,n_images`` per scale, or with ``per_image``
+    ``scale,image,psnr,psnr_bicubic`` per scale and image."""
+    with open(path, 'w', newline='') as f:
+        out = csv.writer(f)
+        if not per_image:
+            out.writerow(['scale', 'psnr', 'psnr_bicubic', 'n_images'])
+            for r in rows:
+                out.writerow([scale_label(r.scale), _fmt(r.psnr, 4), _fmt(r.psnr_bicubic, 4),
+                              len(r.names)])
+            return
+        out.writerow(['scale', 'image', 'psnr', 'psnr_bicubic'])
+        for r in rows:
+            for i, name in enumerate(r.names):
+                out.writerow([scale_label(r.scale), name,
+                              _fmt(r.per_image[i] if r.per_image else None, 4),
+                              _fmt(r.per_image_bicubic[i] if r.per_image_bicubic else None, 4)])
+
+
+# -- command line: liif test -------------------------------------------------------------------
+
+
+def _parse_scales(text: str) -> list[Scale]:
+    """``'2,3,2.5,2x3'`` -> ``[2, 3, 2.5, (2.0, 3.0)]``."""
+    scales: list[Scale] = []
+    for item in text.split(','):
+        parts = [float(p) for p in item.strip().lower().split('x')]
+        if len(parts) > 2 or min(parts) <= 0:
+            raise ValueError(f'bad scale {item!r}: use a positive number or ROWxCOL')
+        value = parts[0] if len(parts) == 1 else (parts[0], parts[1])
+        scales.append(int(value) if isinstance(value, float) and value.is_integer() else value)
+    return scales
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('config', nargs='?', help='an official test config (YAML file or '
+                        'packaged name); with --scales it only supplies the HR images')
+    parser.add_argument('--weights', required=True, help='a checkpoint (.pth)')
+    parser.add_argument('--data-root', help="where the config's ./load/... data paths point")
+    parser.add_argument('--scales', help='run a sweep instead: e.g. 2,3,4,6,12,18,24,30 '
+                        '(non-integer and per-axis ROWxCOL scales allowed)')
+    parser.add_argument('--hr', help='folder of HR images for the sweep (instead of CONFIG)')
+    parser.add_argument('--protocol', choices=('div2k', 'benchmark'),
+                        help="sweep protocol (default: the config's eval_type, else div2k)")
+    parser.add_argument('--first-k', type=int, help='sweep: only the first K images')
+    parser.add_argument('--crop', type=int, help='sweep: centred crop of at most CROP x CROP')
+    parser.add_argument('--no-bicubic', action='store_true', help='skip the bicubic baseline')
+    parser.add_argument('--eval-bsize', type=int, help='queries per chunk (default: the '
+                        f"config's eval_bsize; {EVAL_BSIZE} in sweeps)")
+    parser.add_argument('--label', default='model', help='row label for the model in tables')
+    parser.add_argument('--csv', help='write the sweep summary (scale, psnr, psnr_bicubic)')
+    parser.add_argument('--per-image-csv', help='write per-image PSNR of the sweep')
+    parser.add_argument('--device', help='cpu, cuda, ... (default: CUDA if available)')
+
+
+def run(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    model = load_model(args.weights, map_location=device)
+    config = None
+    if args.config is not None:
+        from .configs import load_config
+        config = load_config(args.config)
+    if args.scales is None:
+        if config is None or 'test_dataset' not in config:
+            raise ValueError('give a test config with a test_dataset section, or --scales')
+        return _run_config(model, config, args)
+    if args.hr is None and config is None:
+        raise ValueError('a sweep needs HR images: give a test config or --hr FOLDER')
+    hr = args.hr if args.hr is not None else _config_hr_images(config, args.data_root)
+    eval_type = (config or {}).get('eval_type')
+    protocol = args.protocol or (parse_eval_type(eval_type)[0] if eval_type else None) or 'div2k'
+    rows = evaluate_scales(model, hr, _parse_scales(args.scales), protocol,
+                           bicubic=not args.no_bicubic, eval_bsize=args.eval_bsize or EVAL_BSIZE,
+                           data_norm=(config or {}).get('data_norm', PAPER_DATA_NORM),
+                           first_k=args.first_k, crop=args.crop)
+    print(f'PSNR (dB), protocol {protocol}, {len(rows[0].names)} images'
+          + (f', crop {args.crop}' if args.crop else '') + f', weights {args.weights}')
+    print(format_table(rows, args.label))
+    if args.csv:
+        write_csv(rows, args.csv)
+    if args.per_image_csv:
+        write_csv(rows, args.per_image_csv, per_image=True)
+    return 0
+
+
+def _run_config(model: nn.Module, config: dict, args: argparse.Namespace) -> int:
+    """An official test config, unchanged (spec 6.3): print 'result: PSNR'."""
+    from .data import make_data
+    section = config['test_dataset']
+    loader = DataLoader(make_data(section, data_root=args.data_root),
+                        batch_size=section.get('batch_size', 1))
+    eval_bsize = args.eval_bsize or config.get('eval_bsize')
+    result = evaluate(model, loader, config.get('eval_type'), eval_bsize,
+                      config.get('data_norm'))
+    print(f'result: {result.psnr:.4f}')
+    if not args.no_bicubic:
+        bicubic = evaluate('bicubic', loader, config.get('eval_type'))
+        print(f'bicubic: {bicubic.psnr:.4f}')
+    return 0
+
+
+def _config_hr_images(config: dict, data_root: str | None) -> str:
+    """The HR folder of a test config's dataset (``root_path``, or ``root_path_2`` of a pair)."""
+    from .data import with_data_root
+    spec = with_data_root(config['test_dataset']['dataset'], data_root)
+    args = spec.get('args') or {}
+    if args.get('split_file') is not None:
+        raise ValueError('sweeps over split-file datasets (CelebA-HQ) are not supported; '
+                         'use the config unchanged, without --scales')
+    folder = args.get('root_path_2', args.get('root_path'))
+    if folder is None:
+        raise ValueError(f"the test config's dataset {spec.get('name')!r} names no image folder")
+    return folder

@@ -1,0 +1,192 @@
+"""The built book in a real browser: every page loads offline, typesets its math, shows its
+figures, and the static playground answers its slider.
+
+Needs the book built into ``_build/html`` (``jupyter-book build .``), Debian's ``chromium`` at
+/usr/bin/chromium and the ``playwright`` Python package (its bundled browsers are never used);
+skips with the reason when one is missing. The book is served by ``http.server`` on 127.0.0.1,
+and any request for another host is blocked and fails the test. Full-page screenshots are
+written to ``_build/browser/`` for a person to look at.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / '_build' / 'html'
+SCREENSHOTS = ROOT / '_build' / 'browser'
+CHROMIUM = Path('/usr/bin/chromium')
+CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--no-first-run']
+PLAYGROUND = 'book/07_playground'
+
+
+def toc_pages() -> list[str]:
+    """Every document of ``_toc.yml`` (root first), as a path without suffix."""
+    toc = yaml.safe_load((ROOT / '_toc.yml').read_text())
+    pages = [toc['root']]
+
+    def walk(entries):
+        for entry in entries or []:
+            if 'file' in entry:
+                pages.append(entry['file'])
+            walk(entry.get('sections'))
+
+    walk(toc.get('chapters'))
+    for part in toc.get('parts', []):  # a toc may group its chapters into parts
+        walk(part.get('chapters'))
+    return pages
+
+
+def _missing_requirement() -> str | None:
+    if not (HTML / 'index.html').exists():
+        return f'the book is not built: no {HTML / "index.html"} (run `jupyter-book build .`)'
+    if not CHROMIUM.exists():
+        return f'no chromium at {CHROMIUM} (apt-get install -y chromium)'
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return 'the playwright Python package is not installed (pip install playwright)'
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing_requirement() is not None,
+                                reason=str(_missing_requirement()))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture(scope='module')
+def server():
+    """The built book over HTTP on 127.0.0.1 (a free port); yields its base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f'http://127.0.0.1:{httpd.server_address[1]}'
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope='module')
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class PageLog:
+    """Everything that went wrong while a page loaded."""
+
+    def __init__(self):
+        self.console_errors: list[str] = []
+        self.failed: list[str] = []
+        self.offsite: list[str] = []
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """open_page(doc) -> (page, log): load a document of the book, recording every problem."""
+    context = browser.new_context(viewport={'width': 1280, 'height': 900})
+    logs = []
+
+    def open_(doc: str):
+        log = PageLog()
+        logs.append(log)
+        page = context.new_page()
+
+        def route(r):
+            if urlsplit(r.request.url).hostname == '127.0.0.1':
+                r.continue_()
+            else:  # nothing may leave the machine: record and block
+                log.offsite.append(r.request.url)
+                r.abort()
+
+        page.route('**/*', route)
+        page.on('console', lambda m: m.type == 'error' and log.console_errors.append(m.text))
+        page.on('pageerror', lambda e: log.console_errors.append(f'uncaught: {e}'))
+        page.on('requestfailed', lambda r: log.failed.append(f'{r.url} ({r.failure})'))
+        page.on('response', lambda r: r.status >= 400 and log.failed.append(f'{r.url} ({r.status})'))
+        page.goto(f'{server}/{doc}.html', wait_until='load')
+        return page, log
+
+    yield open_
+    context.close()
+
+
+def _typeset(page) -> None:
+    """Wait until MathJax has finished typesetting the page."""
+    page.wait_for_function('() => window.MathJax && MathJax.startup && MathJax.startup.promise')
+    page.evaluate('() => MathJax.startup.promise')
+
+
+@pytest.mark.parametrize('doc', toc_pages())
+def test_page_loads_offline_with_math_and_figures(open_page, doc):
+    assert (HTML / f'{doc}.html').exists(), f'{doc} is in _toc.yml but was not built'
+    page, log = open_page(doc)
+    _typeset(page)
+    # Images: force every one to load now (none may be lazy) and wait for it to decode.
+    broken = page.evaluate('''async () => {
+        const imgs = Array.from(document.images);
+        imgs.forEach(i => { i.loading = 'eager'; });
+        await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+        return imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
+    }''')
+    math_sources = page.locator('.math').count()
+    typeset = page.locator('mjx-container').count()
+    math_errors = page.locator('mjx-merror').count()
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f'{doc.replace("/", "_")}.png'), full_page=True)
+
+    assert not log.offsite, f'requests that left 127.0.0.1: {log.offsite}'
+    assert not log.failed, f'failed requests: {log.failed}'
+    assert not log.console_errors, f'console errors: {log.console_errors}'
+    assert not broken, f'images that did not load: {broken}'
+    assert typeset >= math_sources, f'{math_sources} math blocks but {typeset} typeset'
+    assert math_errors == 0, f'{math_errors} MathJax errors'
+    if doc != 'book/intro':
+        assert page.locator('img').count() > 0, 'a chapter without a single figure'
+
+
+def test_math_is_typeset(open_page):
+    """The chapter with the most equations renders them through the bundled MathJax."""
+    page, log = open_page('book/01_images_as_functions')
+    _typeset(page)
+    assert page.locator('mjx-container[display="true"]').count() >= 3
+    assert page.evaluate('() => MathJax.version').startswith('3')
+    assert not log.offsite
+
+
+def test_playground_responds_to_its_slider(open_page):
+    """Moving the static playground's slider changes what is displayed."""
+    if not (HTML / f'{PLAYGROUND}.html').exists():
+        pytest.fail(f'{PLAYGROUND} was not built')
+    page, log = open_page(PLAYGROUND)
+    slider = page.locator('input[type="range"]').first
+    assert slider.count() == 1, 'the playground has no slider (input type=range)'
+    slider.scroll_into_view_if_needed()
+    container = slider.locator(
+        'xpath=ancestor::div[contains(@class, "cell_output") or contains(@class, "output")][1]')
+    target = container if container.count() else page
+    before = target.screenshot()
+    lo, hi = slider.get_attribute('min') or '0', slider.get_attribute('max') or '100'
+    slider.fill(hi if slider.input_value() != hi else lo)  # fires input and change events
+    page.wait_for_timeout(300)
+    after = target.screenshot()
+    assert before != after, 'moving the slider did not change the displayed frame'
+    assert not log.offsite and not log.console_errors, (log.offsite, log.console_errors)
+

@@ -1,0 +1,256 @@
+"""upscale / upscale_file: tiled == untiled decoding, output sizes, modes, PNG streaming."""
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from liif_core import LIIF, load_model, make_cell, make_coord
+from liif_core.upscale import PngStream, output_size, upscale, upscale_file
+
+TINY_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
+                                                'no_upsampling': True}}
+TINY_MLP = {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [32, 32]}}
+ICC = b'not a real profile, but PIL carries any bytes'
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    torch.manual_seed(3)
+    return LIIF(TINY_EDSR, TINY_MLP).eval()
+
+
+@pytest.fixture(scope='module')
+def reference_model(reference_ckpt_path):
+    return load_model(reference_ckpt_path)
+
+
+def smooth(h, w, channels=3, seed=0):
+    """A smooth random image (channels, h, w) in [0, 1], like a photo rather than noise."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, channels, max(2, h // 6), max(2, w // 6), generator=g)
+    return F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False)[0].clamp(0, 1)
+
+
+def untiled(model, img, H, W):
+    """The straightforward decoding: whole feature map, every query at once, in [0, 1]."""
+    with torch.no_grad():
+        feat = model.encoder(((img - 0.5) / 0.5).unsqueeze(0))
+        coord = make_coord((H, W)).unsqueeze(0)
+        pred = model.decode(feat, coord, make_cell(coord, (H, W)))
+    return (pred * 0.5 + 0.5).clamp(0, 1)[0].view(H, W, 3).permute(2, 0, 1)  # (3, H, W)
+
+
+def to_pil(img):
+    return Image.fromarray(np.rint(img.permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+
+
+# -- output size -------------------------------------------------------------------------------
+
+def test_output_size():
+    assert output_size(10, 20, size=(7, 300)) == (7, 300)
+    assert output_size(10, 20, scale=2.5) == (25, 50)
+    assert output_size(10, 20, scale=(2, 0.5)) == (20, 10)  # anisotropic
+    assert output_size(10, 20, scale=0.25) == (2, 5)  # round(2.5) = 2, round(5.0) = 5
+    assert output_size(5, 7, scale=0.3) == (2, 2)  # round(1.5) = 2 (halves to even), 2.1 -> 2
+    assert output_size(10, 20, scale=0.001) == (1, 1)  # never below one pixel
+
+
+@pytest.mark.parametrize('kwargs', [{}, dict(size=(4, 4), scale=2), dict(scale=0),
+                                    dict(scale=-1), dict(scale=float('nan')),
+                                    dict(scale=float('inf')), dict(scale=1e308),
+                                    dict(size=(0, 5)), dict(size=(4.5, 5)), dict(scale=(1, 2, 3))])
+def test_output_size_rejects(kwargs):
+    with pytest.raises(ValueError):
+        output_size(10, 20, **kwargs)
+
+
+def test_model_is_required():
+    with pytest.raises(ValueError, match='load_model'):
+        upscale(np.zeros((4, 4, 3), np.uint8), scale=2)
+
+
+# -- tiled == untiled --------------------------------------------------------------------------
+
+@pytest.mark.parametrize('h, w, H, W, tile_rows, encoder_tile_rows', [
+    (20, 9, 45, 20, 1, 1),  # one output row per band, one latent row per encoder tile
+    (40, 9, 97, 20, 7, 3),  # tiles much thinner than the encoder's halo (6 rows)
+    (40, 9, 151, 13, 16, 11),  # anisotropic: x3.8 rows, x1.4 cols
+    (40, 9, 17, 5, 2, 5),  # shrinking
+    (40, 9, 97, 20, 10 ** 6, 10 ** 6),  # one band, one tile
+])
+def test_tiled_equals_untiled(tiny, h, w, H, W, tile_rows, encoder_tile_rows):
+    img = smooth(h, w)
+    out = upscale(img, size=(H, W), model=tiny, tile_rows=tile_rows,
+                  encoder_tile_rows=encoder_tile_rows)
+    assert out.shape == (3, H, W) and out.dtype == torch.float32
+    assert (out - untiled(tiny, img, H, W)).abs().max() <= 1e-5
+
+
+def test_tiled_equals_untiled_reference_checkpoint(reference_model):
+    # 84 rows in tiles of 8 with a 34-row halo: tile [40, 48) reads rows [6, 82), cut both sides.
+    img = smooth(84, 8, seed=1)
+    out = upscale(img, size=(120, 12), model=reference_model, tile_rows=9, encoder_tile_rows=8)
+    assert (out - untiled(reference_model, img, 120, 12)).abs().max() <= 1e-5
+
+
+# -- containers and modes ----------------------------------------------------------------------
+
+def test_numpy_and_tensor_paths_round_to_nearest(tiny):
+    array = np.rint(smooth(11, 8).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    out = upscale(array, scale=(2.5, 3), model=tiny)
+    assert out.shape == (28, 24, 3) and out.dtype == np.uint8
+    exact = upscale(torch.from_numpy(array).permute(2, 0, 1).float() / 255, scale=(2.5, 3),
+                    model=tiny).permute(1, 2, 0).numpy() * 255  # (28, 24, 3)
+    assert np.array_equal(out, np.rint(exact))
+    assert not np.array_equal(out, np.floor(exact))  # rounding, not the demo's truncation
+    gray = upscale(array[:, :, 0], size=(20, 9), model=tiny)
+    assert gray.shape == (20, 9) and gray.dtype == np.uint8
+
+
+def test_16_bit_numpy_rgb(tiny):
+    array = np.rint(smooth(9, 10).permute(1, 2, 0).numpy() * 65535).astype(np.uint16)
+    out = upscale(array, scale=2, model=tiny)
+    assert out.dtype == np.uint16 and out.shape == (18, 20, 3)
+    exact = upscale(torch.from_numpy(array.astype(np.float32) / 65535).permute(2, 0, 1),
+                    scale=2, model=tiny)
+    assert np.array_equal(out, np.rint(exact.permute(1, 2, 0).numpy() * 65535))
+    assert (out % 257 != 0).mean() > 0.9  # really 16 bits, not 8 bits scaled up
+
+
+def test_rgb_and_gray_keep_their_mode(tiny):
+    rgb = to_pil(smooth(10, 12))
+    out = upscale(rgb, size=(25, 31), model=tiny)
+    assert out.mode == 'RGB' and out.size == (31, 25)
+    gray = rgb.convert('L')
+    out_gray = upscale(gray, size=(25, 31), model=tiny)
+    assert out_gray.mode == 'L' and out_gray.size == (31, 25)
+    # Gray is decoded as RGB, then converted with the luma weights.
+    via_rgb = np.asarray(upscale(gray.convert('RGB'), size=(25, 31), model=tiny)).astype(float)
+    luma = via_rgb @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(np.asarray(out_gray) - luma).max() <= 1
+
+
+def test_rgba_alpha_is_resized_bicubically(tiny):
+    rgb = to_pil(smooth(10, 12))
+    alpha = to_pil(smooth(10, 12, channels=1, seed=5).expand(3, -1, -1)).convert('L')
+    rgba = rgb.copy()
+    rgba.putalpha(alpha)
+    out = upscale(rgba, size=(33, 21), model=tiny)
+    assert out.mode == 'RGBA' and out.size == (21, 33)
+    assert np.array_equal(np.asarray(out)[:, :, :3],
+                          np.asarray(upscale(rgb, size=(33, 21), model=tiny)))
+    expected = np.asarray(alpha.resize((21, 33), Image.BICUBIC)).astype(int)
+    assert np.abs(np.asarray(out)[:, :, 3].astype(int) - expected).max() <= 1
+
+
+def test_palette_becomes_rgb(tiny):
+    pal = to_pil(smooth(10, 12)).convert('P')
+    out = upscale(pal, scale=2, model=tiny)
+    assert out.mode == 'RGB'
+    assert np.array_equal(np.asarray(out), np.asarray(upscale(pal.convert('RGB'), scale=2,
+                                                              model=tiny)))
+    pal.info['transparency'] = 0
+    assert upscale(pal, scale=2, model=tiny).mode == 'RGBA'
+
+
+def test_16_bit_gray_png(tiny, tmp_path):
+    values = np.rint(smooth(9, 11, channels=1)[0].numpy() * 65535).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / 'in.png')
+    img = Image.open(tmp_path / 'in.png')
+    assert img.mode in ('I;16', 'I')
+    out = upscale(img, scale=3, model=tiny)
+    assert out.mode == img.mode and out.size == (33, 27)
+    exact = upscale(torch.from_numpy(values.astype(np.float32) / 65535)[None], scale=3,
+                    model=tiny)[0].numpy()
+    assert np.array_equal(np.asarray(out), np.rint(exact * 65535))
+    # The file path streams the same 16-bit values.
+    upscale_file(tmp_path / 'in.png', tmp_path / 'out.png', scale=3, model=tiny)
+    written = Image.open(tmp_path / 'out.png')
+    assert written.mode == img.mode and np.array_equal(np.asarray(written), np.asarray(out))
+
+
+def test_exif_orientation_is_applied(tiny, tmp_path):
+    img = to_pil(smooth(8, 13))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to display
+    img.save(tmp_path / 'rotated.png', exif=exif)
+    rotated = Image.open(tmp_path / 'rotated.png')
+    upright = ImageOps.exif_transpose(rotated)
+    assert upright.size == (8, 13)
+    out = upscale(rotated, scale=2, model=tiny)
+    assert out.size == (16, 26)
+    assert np.array_equal(np.asarray(out), np.asarray(upscale(upright, scale=2, model=tiny)))
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.jpg'])
+def test_icc_profile_is_kept(tiny, tmp_path, suffix):
+    to_pil(smooth(8, 9)).save(tmp_path / 'in.png', icc_profile=ICC)
+    assert upscale(Image.open(tmp_path / 'in.png'), scale=2, model=tiny).info['icc_profile'] == ICC
+    upscale_file(tmp_path / 'in.png', tmp_path / f'out{suffix}', size=(20, 15), model=tiny,
+                 quality=90)
+    out = Image.open(tmp_path / f'out{suffix}')
+    assert out.size == (15, 20) and out.info.get('icc_profile') == ICC
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(['in.png', f'out{suffix}'])
+
+
+def test_file_png_equals_in_memory(tiny, tmp_path):
+    rgba = to_pil(smooth(10, 12)).convert('RGBA')
+    rgba.save(tmp_path / 'in.png')
+    upscale_file(tmp_path / 'in.png', tmp_path / 'out.png', scale=(1.7, 2.2), model=tiny,
+                 tile_rows=3, encoder_tile_rows=2)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / 'out.png')),
+                          np.asarray(upscale(rgba, scale=(1.7, 2.2), model=tiny)))
+
+
+# -- the PNG writer ----------------------------------------------------------------------------
+
+def read_png(data):
+    """A minimal independent PNG reader for the 'Up'-filtered files PngStream writes."""
+    assert data[:8] == b'\x89PNG\r\n\x1a\n'
+    pos, chunks = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack('>I', data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        assert struct.unpack('>I', data[pos + 8 + length:pos + 12 + length])[0] == \
+            zlib.crc32(kind + body)
+        chunks.append((kind, body))
+        pos += 12 + length
+    width, height, bits, color_type = struct.unpack('>IIBB', chunks[0][1][:10])
+    channels = {0: 1, 4: 2, 2: 3, 6: 4}[color_type]
+    raw = zlib.decompress(b''.join(body for kind, body in chunks if kind == b'IDAT'))
+    lines = np.frombuffer(raw, np.uint8).reshape(height, -1)
+    assert (lines[:, 0] == 2).all()
+    rows = np.cumsum(lines[:, 1:], axis=0, dtype=np.uint8)  # undo 'Up': running sum mod 256
+    dtype = '>u2' if bits == 16 else np.uint8
+    return rows.view(dtype).reshape(height, width, channels), [k for k, _ in chunks]
+
+
+@pytest.mark.parametrize('channels, bits', [(1, 8), (2, 8), (3, 8), (4, 8), (1, 16), (3, 16),
+                                            (4, 16)])
+def test_png_stream_round_trip(channels, bits):
+    rng = np.random.default_rng(channels * bits)
+    image = rng.integers(0, 2**bits, (13, 7, channels), dtype=np.uint16 if bits == 16
+                         else np.uint8)
+    file = io.BytesIO()
+    png = PngStream(file, 13, 7, channels, bits, icc_profile=ICC)
+    for r0 in range(0, 13, 5):
+        png.write(image[r0:r0 + 5])
+    png.close()
+    decoded, kinds = read_png(file.getvalue())
+    assert np.array_equal(decoded, image)
+    assert kinds[:2] == [b'IHDR', b'iCCP'] and kinds[-1] == b'IEND'
+    if bits == 8 or channels == 1:  # what PIL reads back at full precision
+        pil = np.asarray(Image.open(io.BytesIO(file.getvalue())))
+        assert np.array_equal(pil.reshape(image.shape), image)
+
+
+def test_png_stream_refuses_missing_rows():
+    png = PngStream(io.BytesIO(), 4, 3, 3, 8)
+    png.write(np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(ValueError, match='1 rows'):
+        png.close()
