@@ -78,6 +78,11 @@ def unfold_features(feat: torch.Tensor) -> torch.Tensor:
     return F.unfold(feat, 3, padding=1).view(B, C * 9, h, w)
 
 
+def _linear_relu(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """relu(layer(x)) for (N, D_in) rows, without a separate pass over memory for the bias."""
+    return torch.addmm(layer.bias, x, layer.weight.t()).relu_()
+
+
 class LIIF(nn.Module):
     """Local implicit image function (Chen, Liu and Wang, CVPR 2021).
 
@@ -248,52 +253,72 @@ class LIIF(nn.Module):
 
     def _decode_fast(self, feat: torch.Tensor, proj: torch.Tensor, coord: torch.Tensor,
                      cell: torch.Tensor | None) -> torch.Tensor:
-        """Same numbers as ``_decode_reference``, computed from ``project_codes(feat)``."""
+        """Same numbers as ``_decode_reference`` (to float32 rounding), from ``project_codes``.
+
+        Per chunk of queries, the T ensemble members of every query are stacked as rows: each
+        row gathers its code's projection (first layer's code part and bias), adds the rank-2
+        or rank-4 term of its relative coordinate and cell in place, and the remaining layers
+        run once on all rows.
+        """
         B, C, h, w = feat.shape
         Q = coord.shape[1]
-        linears = self.imnet.linears
-        code_dim = linears[0].in_features - 2 - (2 if self.cell_decode else 0)
-        w_rel = linears[0].weight[:, code_dim:code_dim + 2]  # (D, 2)
-        w_cell = linears[0].weight[:, code_dim + 2:]  # (D, 2) or (D, 0)
-        # Integer (row, col) of every code, looked up with grid_sample itself so that ties
-        # round exactly as in the reference path; the values are small exact integers.
-        index_map = torch.stack(torch.meshgrid(
-            torch.arange(h, dtype=feat.dtype, device=feat.device),
-            torch.arange(w, dtype=feat.dtype, device=feat.device), indexing='ij'))
-        index_map = index_map.unsqueeze(0).expand(B, 2, h, w)  # (B, 2, h, w)
-        row_centres = make_coord((h,), device=feat.device)[:, 0]  # (h,)
-        col_centres = make_coord((w,), device=feat.device)[:, 0]  # (w,)
-        batch_offset = (torch.arange(B, device=feat.device) * (h * w)).view(1, B, 1)
-        shifts, eps = self._shifts()
-        T = len(shifts)
-
+        first, *hidden_layers, last = self.imnet.linears
+        code_dim = first.in_features - 2 - (2 if self.cell_decode else 0)
+        w_query = first.weight[:, code_dim:].t()  # (2 or 4, D): rel columns, then cell columns
+        lookup = self._code_lookup(B, h, w, coord)  # (B, 4, h, w)
+        offsets, scale = self._shift_offsets(h, w, coord)  # (1, T, 1, 2), (2,)
+        T = offsets.shape[1]
+        batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1, 1)
         out = []
         for start in range(0, Q, FAST_CHUNK):
             q = coord[:, start:start + FAST_CHUNK]  # (B, n, 2)
             n = q.shape[1]
-            shifted = torch.cat([self._shift_queries(q, s, eps, h, w) for s in shifts], dim=1)
-            index = sample_nearest(index_map, shifted).long()  # (B, T*n, 2)
-            index = index.view(B, T, n, 2).transpose(0, 1)  # (T, B, n, 2)
-            rows, cols = index[..., 0], index[..., 1]
-            centre = torch.stack((row_centres[rows], col_centres[cols]), dim=-1)  # (T, B, n, 2)
-            rel = q.unsqueeze(0) - centre
-            rel[..., 0] *= h
-            rel[..., 1] *= w
-            flat = batch_offset + rows * w + cols  # (T, B, n)
-            hidden = proj[flat.reshape(-1)]  # (T*B*n, D)
-            hidden = torch.addmm(hidden, rel.view(-1, 2), w_rel.t())
+            shifted = (q.unsqueeze(1) + offsets).clamp_(-1 + CLAMP_EPS, 1 - CLAMP_EPS)  # (B, T, n, 2)
+            found = sample_nearest(lookup, shifted.view(B, T * n, 2)).view(B, T, n, 4)
+            rel = (q.unsqueeze(1) - found[..., 2:]) * scale  # (B, T, n, 2)
+            index = found[..., :2].long()  # (B, T, n, 2): (row, col) of each member's code
+            flat = batch_offset + index[..., 0] * w + index[..., 1]  # (B, T, n)
+            terms = rel
             if self.cell_decode:
-                rel_cell = cell[:, start:start + n].clone()
-                rel_cell[..., 0] *= h
-                rel_cell[..., 1] *= w
-                cell_term = rel_cell.reshape(-1, 2) @ w_cell.t()  # (B*n, D), shared by all T
-                hidden = (hidden.view(T, B * n, -1) + cell_term).view(T * B * n, -1)
-            for layer in linears[1:]:
-                hidden = torch.addmm(layer.bias, hidden.relu_(), layer.weight.t())
-            preds = hidden.view(T, B, n, -1).unbind(0)
-            areas = (torch.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS).unbind(0)  # T x (B, n)
-            out.append(self._blend(list(preds), list(areas)))
+                rel_cell = (cell[:, start:start + n] * scale).unsqueeze(1)  # (B, 1, n, 2)
+                terms = torch.cat((rel, rel_cell.expand(B, T, n, 2)), dim=-1)  # (B, T, n, 4)
+            x = proj.index_select(0, flat.view(-1))  # (B*T*n, D)
+            x = x.addmm_(terms.view(B * T * n, -1), w_query).relu_()
+            for layer in hidden_layers:
+                x = _linear_relu(x, layer)
+            pred = torch.addmm(last.bias, x, last.weight.t()).view(B, T, n, -1)  # (B, T, n, 3)
+            area = (rel[..., 0] * rel[..., 1]).abs_() + AREA_EPS  # (B, T, n)
+            # Each member is weighted by the diagonally opposite area (see ``_blend``).
+            weight = area.flip(1) / area.sum(dim=1, keepdim=True)  # (B, T, n)
+            out.append((pred * weight.unsqueeze(-1)).sum(dim=1))  # (B, n, 3)
         return torch.cat(out, dim=1)  # (B, Q, 3)
+
+    def _code_lookup(self, B: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """(row, col, row centre, col centre) of every code as a (B, 4, h, w) map.
+
+        Sampled with ``sample_nearest``, the reference's own lookup, it gives each query's code
+        index and centre with exactly the reference's rounding (ties included); indices are
+        exact in float32 below 2^24.
+        """
+        rows = torch.arange(h, dtype=like.dtype, device=like.device)
+        cols = torch.arange(w, dtype=like.dtype, device=like.device)
+        centres = make_coord((h, w), flatten=False, device=like.device).to(like.dtype)  # (h, w, 2)
+        index = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1)  # (h, w, 2)
+        lookup = torch.cat((index, centres), dim=-1).permute(2, 0, 1)  # (4, h, w)
+        return lookup.unsqueeze(0).expand(B, 4, h, w)
+
+    def _shift_offsets(self, h: int, w: int, like: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's shifts as one (1, T, 1, 2) tensor, and the (h, w) scale of ``rel``.
+
+        Each offset is formed in double and rounded once, exactly the scalar
+        ``_shift_queries`` adds, so the shifted queries are the same floats.
+        """
+        shifts, eps = self._shifts()
+        offsets = torch.tensor([[d_row * (2 / h / 2) + eps, d_col * (2 / w / 2) + eps]
+                                for d_row, d_col in shifts], dtype=like.dtype, device=like.device)
+        scale = torch.tensor([h, w], dtype=like.dtype, device=like.device)
+        return offsets.view(1, -1, 1, 2), scale
 
     def forward(self, inp: torch.Tensor, coord: torch.Tensor,
                 cell: torch.Tensor | None = None) -> torch.Tensor:

@@ -279,7 +279,7 @@ def _bands(model: LIIF, source: _Source, H: int, W: int, tile_rows: int | None,
     rgb = values[:1].expand(3, h, w) if source.gray else values[:3]  # (3, h, w)
     alpha = None
     if source.has_alpha:
-        alpha = Image.fromarray(values[-1].cpu().numpy(), mode='F')
+        alpha = Image.fromarray(values[-1].cpu().numpy())  # mode 'F'
     tile_rows = tile_rows or max(1, BAND_PIXELS // W)
     encoder_tile_rows = encoder_tile_rows or max(1, ENCODER_TILE_PIXELS // w)
     if tile_rows < 1 or encoder_tile_rows < 1:
@@ -391,8 +391,8 @@ def _to_pil(array: np.ndarray, source: _Source) -> Image.Image:
     """(H, W, C) integers -> a PIL image in the source's mode, ICC profile attached."""
     if source.bits == 16:
         plane = array[:, :, 0]
-        image = Image.fromarray(plane.astype(np.int32), 'I') if source.mode == 'I' \
-            else Image.fromarray(plane)  # 'I;16'
+        # int32 planes become mode 'I', uint16 planes 'I;16'.
+        image = Image.fromarray(plane.astype(np.int32) if source.mode == 'I' else plane)
     else:
         image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     if source.icc_profile:

@@ -314,3 +314,17 @@ def test_cli_lists_and_reports_errors(capsys):
     assert 'standin' in capsys.readouterr().out
     assert main(['data', 'fetch', 'div3k', '--no-progress']) == 1
     assert 'liif data: error: unknown dataset' in capsys.readouterr().err
+
+
+def test_samples_set_builds_offline(tmp_path):
+    for module in ('skimage', 'matplotlib'):
+        pytest.importorskip(module)
+    target = fetch('samples', str(tmp_path), progress=False)
+    names = sorted(os.listdir(os.path.join(target, 'HR')))
+    assert names == ['astronaut.png', 'chelsea.png', 'coffee.png', 'grace_hopper.png',
+                     'rocket.png']
+    for name in names:
+        h, w = Image.open(os.path.join(target, 'HR', name)).size[::-1]
+        assert h % 12 == 0 and w % 12 == 0 and min(h, w) >= 300
+        lr = Image.open(os.path.join(target, 'LR_bicubic', 'X3', name[:-4] + 'x3.png'))
+        assert lr.size == (w // 3, h // 3)

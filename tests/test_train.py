@@ -295,3 +295,6 @@ def test_cli_trains_an_official_style_config_and_resumes(tmp_path, monkeypatch):
     assert [r['epoch'] for r in read_log(save_dir)] == [1, 2]
     assert torch.load(save_dir / 'epoch-last.pth', weights_only=True)['epoch'] == 2
     assert cli_main(args) == 1  # the run exists: refused with a one-line error
+    # With the real data pipeline too, 1 + 1 epochs equal 2 straight ones.
+    assert cli_main(args + ['--epochs', '2', '--save-dir', str(tmp_path / 'straight')]) == 0
+    _assert_same_run(tmp_path / 'straight', save_dir)
