@@ -19,11 +19,12 @@ from .metrics import calc_psnr
 from .mlp import MLP
 from .registry import MODELS, ModelSpecError, make_model
 from .resize import resize_fn
+from .upscale import upscale, upscale_file
 
 __version__ = '0.1.0'
 
 __all__ = [
     'CheckpointError', 'EDSR', 'LIIF', 'MLP', 'MODELS', 'MetaSR', 'ModelSpecError', 'RDN',
     'batched_predict', 'calc_psnr', 'check_state_dict', 'load_model', 'make_cell', 'make_coord',
-    'make_model', 'resize_fn', 'save_model', 'to_pixel_samples',
+    'make_model', 'resize_fn', 'save_model', 'to_pixel_samples', 'upscale', 'upscale_file',
 ]

@@ -13,6 +13,7 @@ import sys
 # command -> (module, one-line help)
 COMMANDS = {
     'upscale': ('liif_core.upscale', 'upscale an image to any size or scale'),
+    'bench': ('liif_core.bench', 'time the fast decoding path against the official algorithm'),
     'data': ('liif_core.data.fetch', 'download datasets: DIV2K, benchmarks, stand-in photos'),
     'train': ('liif_core.train', 'train a model from a config (the paper\'s recipe)'),
     'test': ('liif_core.evaluate', 'evaluate weights: an official test config or a scale sweep'),

@@ -20,7 +20,17 @@ official checkpoint layout, plus the RNG states that make a resumed run bit-exac
 ``log.jsonl`` line, and TensorBoard events when TensorBoard is installed.
 
 Launched by ``torchrun`` (RANK / WORLD_SIZE set), every process trains on its share of each
-batch under DistributedDataParallel and rank 0 alone validates, logs and saves.
+batch under DistributedDataParallel and rank 0 alone validates, logs and saves. Each process
+builds its own training set, so a ``cache: in_memory`` set is held once per process.
+
+Where this differs from the official script, and why:
+- validation crops come from a fixed seed, the same every epoch (the official ones are re-drawn
+  each epoch, adding crop noise to the PSNR curve), and bicubic is scored on them once;
+- ``epoch-last.pth`` is written after validation, so it also records the best PSNR so far;
+- resuming sets the schedule's epoch instead of stepping it again: the official resume steps a
+  new MultiStepLR over an optimizer that already holds the decayed rate, so every milestone
+  already passed decays the rate a second time;
+- an existing run is never overwritten: continue it with ``resume`` or pick another folder.
 
 Book: chapter 8, "Training".
 """
@@ -428,10 +438,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--num-workers', type=int, help='DataLoader workers per process')
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
     parser.add_argument('--epochs', type=int, help='override epoch_max')
+    parser.add_argument('--threads', type=int, help='CPU threads for PyTorch (on a busy machine '
+                        '1 can be many times faster than the default)')
 
 
 def run(args: argparse.Namespace) -> int:
     from .configs import load_config
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     config = load_config(args.config)
     if args.epochs is not None:
         config['epoch_max'] = args.epochs

@@ -11,7 +11,8 @@ memory stays bounded for any output size. Both decode the image the same way:
   (and their local-ensemble neighbours and 3x3 unfolding) can reach, and only those are encoded,
   projected and kept. Coordinates are re-expressed in the frame of that crop of the feature map.
 
-Tiled and untiled decoding agree to about 1e-6 (float32 rounding of the crop coordinates).
+Tiled and untiled decoding agree to within 1e-5 (float32 rounding of the crop coordinates: about
+1e-6 on smooth images, up to 6e-6 on noise with strongly varying decoder weights).
 
 Book: chapter 7, "Playground", upscales photos with this module.
 """
@@ -46,7 +47,8 @@ MAX_SIDE = {'PNG': 2**31 - 1, 'JPEG': 65535, 'WEBP': 16383}
 # take a few MiB, and its latent rows are many more than the 4 margin rows recomputed per band.
 BAND_PIXELS = 2**18
 # Latent pixels encoded per encoder tile by default (halo excluded): EDSR-baseline keeps a few
-# 64-channel activations alive, about 32 MiB each at this size.
+# 64-channel activations alive, about 32 MiB each at this size (more for inputs so wide that
+# the tile's minimum height, twice the halo, exceeds it).
 ENCODER_TILE_PIXELS = 2**17
 # Grayscale is decoded as RGB and converted back with the ITU-R 601-2 luma weights (PIL's 'L').
 LUMA = (0.299, 0.587, 0.114)
@@ -134,10 +136,10 @@ def _from_pil(image: Image.Image) -> _Source:
         # Palette images come back as RGB, or RGBA when a palette entry is transparent.
         transparent = mode == 'PA' or 'transparency' in image.info
         mode = 'RGBA' if transparent else 'RGB'
-    elif mode == '1':
-        mode = 'L'
     elif mode not in ('L', 'LA', 'RGB', 'RGBA'):
-        mode = 'RGBA' if 'A' in mode else 'RGB'  # CMYK, YCbCr, LAB, HSV, F, ...
+        # Bilevel and premultiplied modes keep their channels; CMYK, YCbCr, LAB, HSV, F, ...
+        # become RGB.
+        mode = {'1': 'L', 'La': 'LA', 'RGBa': 'RGBA'}.get(mode, 'RGB')
     array = np.asarray(image.convert(mode))
     return _Source(_from_array(array).values, 8, icc_profile, mode)
 
@@ -146,6 +148,7 @@ def _from_tensor(tensor: torch.Tensor) -> _Source:
     if not tensor.is_floating_point() or tensor.dim() != 3 or tensor.shape[0] not in (1, 2, 3, 4):
         raise ValueError('tensors must be float (C, H, W) in [0, 1] with C in 1..4, got '
                          f'{tensor.dtype} {tuple(tensor.shape)}')
+    # Tensors are returned as floats; bits only sets the precision of a file written from them.
     return _Source(tensor.detach().float().clamp(0, 1), 16)
 
 
@@ -280,8 +283,11 @@ def _bands(model: LIIF, source: _Source, H: int, W: int, tile_rows: int | None,
     alpha = None
     if source.has_alpha:
         alpha = Image.fromarray(values[-1].cpu().numpy())  # mode 'F'
-    tile_rows = tile_rows or max(1, BAND_PIXELS // W)
-    encoder_tile_rows = encoder_tile_rows or max(1, ENCODER_TILE_PIXELS // w)
+    if tile_rows is None:
+        tile_rows = max(1, BAND_PIXELS // W)
+    if encoder_tile_rows is None:
+        # At least twice the halo, so that re-encoded halo rows cost at most the tile's own work.
+        encoder_tile_rows = max(2 * model.encoder.receptive_radius, ENCODER_TILE_PIXELS // w)
     if tile_rows < 1 or encoder_tile_rows < 1:
         raise ValueError('tile sizes must be at least one row')
     luma = torch.tensor(LUMA, device=device)
@@ -361,7 +367,7 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         Integer outputs round to nearest (the official demo truncates, which darkens by half a
         level on average).
 
-    Example:
+    Example (book chapter 7 runs this on photos):
         >>> model = load_model('edsr-baseline-liif.pth')                 # doctest: +SKIP
         >>> big = upscale(Image.open('photo.jpg'), scale=3.5, model=model)  # doctest: +SKIP
     """
@@ -541,7 +547,8 @@ def upscale_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
         the output (H, W).
 
     Example:
-        >>> upscale_file('photo.jpg', 'big.png', scale=4, model=load_model('w.pth'))  # doctest: +SKIP
+        >>> model = load_model('edsr-baseline-liif.pth')                       # doctest: +SKIP
+        >>> upscale_file('photo.jpg', 'big.png', size=(2160, 3840), model=model)  # doctest: +SKIP
     """
     model = _check_model(model)
     job = _plan(in_path, out_path, size, scale, quality)
@@ -560,7 +567,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument('--scale', metavar='S', help='factor for both sides (below 1 shrinks)')
     target.add_argument('--size', metavar='HxW', help='exact output size, height first, '
                                                       'e.g. 1080x1920')
-    parser.add_argument('--weights', metavar='PATH', help='a LIIF checkpoint (.pth)')
+    parser.add_argument('--weights', metavar='PATH',
+                        help='a LIIF checkpoint (.pth); required until trained weights ship')
     parser.add_argument('--device', default=None,
                         help="where to decode, e.g. 'cpu', 'cuda' (default: cuda if available)")
     parser.add_argument('--quality', type=int, default=95, help='JPEG/WebP quality (default 95)')
@@ -598,8 +606,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError('--weights is required until trained weights ship')
     try:
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    except RuntimeError as e:
-        raise ValueError(f'--device: {e}') from None
+        torch.empty(0, device=device)  # an unavailable device fails here, with torch's reason
+    except (RuntimeError, AssertionError) as e:
+        raise ValueError(f'--device {args.device}: {str(e).splitlines()[0]}') from None
     job = _plan(args.input, args.output, size, scale, args.quality)
     model = _check_model(load_model(args.weights, map_location=device))
     _write(job, model, device, args.tile, args.encoder_tile,

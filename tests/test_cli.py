@@ -38,7 +38,14 @@ CASES = {
                                                           'notes.png']),
     'weights_not_liif': ('photo.png', 'out.png', ['--scale', '2', '--weights', 'other.pth']),
     'weights_missing': ('photo.png', 'out.png', ['--scale', '2']),
+    'device_unknown': ('photo.png', 'out.png', ['--scale', '2', '--device', 'abacus', *WEIGHTS]),
 }
+
+
+def read_image(path):
+    with Image.open(path) as image:
+        image.load()
+    return image
 
 
 @pytest.fixture(scope='module')
@@ -78,14 +85,14 @@ def test_upscale_by_scale(results):
     assert rc == 0, err
     assert out.strip().endswith('9x12')
     assert [p.name for p in case_dir.iterdir()] == ['out.png']
-    assert Image.open(case_dir / 'out.png').size == (12, 9)
+    assert read_image(case_dir / 'out.png').size == (12, 9)
 
 
 def test_upscale_to_size_as_jpeg(results):
     rc, out, err, case_dir = results['ok_size_jpeg']
     assert rc == 0, err
     assert [p.name for p in case_dir.iterdir()] == ['out.jpg']
-    image = Image.open(case_dir / 'out.jpg')
+    image = read_image(case_dir / 'out.jpg')
     assert image.format == 'JPEG' and image.size == (20, 7)
 
 
