@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import struct
 import sys
 import tempfile
@@ -597,6 +598,10 @@ def _parse_size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.scale is None and args.size is None:
         raise ValueError('give the output size with --scale S or --size HxW')
@@ -611,6 +616,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f'--device {args.device}: {str(e).splitlines()[0]}') from None
     job = _plan(args.input, args.output, size, scale, args.quality)
     model = _check_model(load_model(args.weights, map_location=device))
+    # A plain `kill` would end the process without unwinding, leaving the temporary file;
+    # as an exception it goes through _write's cleanup. (SIGKILL cannot be caught.)
+    signal.signal(signal.SIGTERM, _raise_exit)
     _write(job, model, device, args.tile, args.encoder_tile,
            progress=False if args.no_progress else None)
     print(f'{args.output}: {job.size[0]}x{job.size[1]}')

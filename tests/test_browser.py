@@ -128,7 +128,9 @@ def open_page(browser, server):
 
 
 def _typeset(page) -> None:
-    """Wait until MathJax has finished typesetting the page."""
+    """Wait until MathJax has typeset the page (Sphinx loads it only on pages with math)."""
+    if page.locator('.math').count() == 0:
+        return
     page.wait_for_function('() => window.MathJax && MathJax.startup && MathJax.startup.promise')
     page.evaluate('() => MathJax.startup.promise')
 

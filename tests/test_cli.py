@@ -3,8 +3,10 @@
 Every case starts its own `python -m liif_core` (importing torch takes seconds), so all cases are
 launched at once and awaited together.
 """
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,19 @@ def test_bad_input_gives_one_line_and_no_file(results, name):
 def test_weights_message_names_the_reason(results):
     assert 'required until trained weights ship' in results['weights_missing'][2]
     assert 'not a LIIF checkpoint' in results['weights_not_liif'][2]
+
+
+def test_killed_run_leaves_no_file(workdir, tmp_path):
+    """SIGTERM in the middle of decoding removes the temporary file and writes nothing."""
+    cmd = [sys.executable, '-m', 'liif_core', 'upscale', str(workdir / 'photo.png'),
+           str(tmp_path / 'out.png'), '--size', '3000x4000', '--no-progress', *WEIGHTS]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(tmp_path.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    names = [p.name for p in tmp_path.iterdir()]
+    assert len(names) == 1 and names[0].endswith('.tmp'), 'decoding never started'
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,132 @@
+"""The fast decoding path gives the reference algorithm's numbers, and ``liif bench`` runs."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import liif_core.liif
+from liif_core import LIIF, load_model, make_cell, make_coord
+from liif_core.bench import DEFAULT_SPEC, fast_macs_per_query
+
+SMALL_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
+                                                 'no_upsampling': True}}
+DEEP_MLP = {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [256, 256]}}
+FLAGS = [dict(local_ensemble=e, feat_unfold=u, cell_decode=c)
+         for e in (True, False) for u in (True, False) for c in (True, False)]
+
+
+def flag_id(flags):
+    return '-'.join(k for k, v in flags.items() if v) or 'none'
+
+
+def grid_queries(B, H, W):
+    coord = make_coord((H, W)).unsqueeze(0).expand(B, -1, -1).contiguous()  # (B, H*W, 2)
+    return coord, make_cell(coord, (H, W))
+
+
+def random_queries(B, Q, reach=1.5):
+    """Coordinates uniform in [-reach, reach] (outside the image too), cells of varied sizes."""
+    coord = (torch.rand(B, Q, 2) * 2 - 1) * reach
+    return coord, torch.rand(B, Q, 2) * 0.5 + 0.01
+
+
+def decode_both(model, inp, coord, cell):
+    with torch.no_grad():
+        model.gen_feat(inp)
+        return model.query_rgb(coord, cell, fast=True), model.query_rgb(coord, cell, fast=False)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 97 queries, so every case crosses chunk boundaries, a partial one last."""
+    monkeypatch.setattr(liif_core.liif, 'FAST_CHUNK', 97)
+
+
+def test_reference_checkpoint(reference_ckpt_path, reference, small_chunks):
+    model = load_model(reference_ckpt_path)
+    for case in ('grid', 'rand'):
+        fast, ref = decode_both(model, reference['inp'], reference[f'{case}_coord'],
+                                reference[f'{case}_cell'])
+        assert (fast - ref).abs().max() <= 1e-5
+        assert (fast - reference[f'{case}_out']).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize('flags', FLAGS, ids=flag_id)
+def test_every_flag_combination(flags):
+    model = LIIF(SMALL_EDSR, DEEP_MLP, **flags)
+    inp = torch.randn(2, 3, 5, 7)  # batch of 2, non-square
+    for coord, cell in (grid_queries(2, 15, 21),  # x3: shifted queries tie on cell edges
+                        grid_queries(2, 11, 23),  # non-integer scales
+                        random_queries(2, 3000)):  # |q| up to 1.5, more than one chunk
+        fast, ref = decode_both(model, inp, coord, cell)
+        assert fast.shape == ref.shape == (2, coord.shape[1], 3)
+        assert (fast - ref).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize('shape', [(1, 6), (6, 1), (1, 1)])
+def test_one_pixel_wide_inputs(shape, small_chunks):
+    model = LIIF(SMALL_EDSR, DEEP_MLP)
+    inp = torch.randn(2, 3, *shape)
+    for coord, cell in (grid_queries(2, 3 * shape[0], 3 * shape[1]), random_queries(2, 50)):
+        fast, ref = decode_both(model, inp, coord, cell)
+        assert (fast - ref).abs().max() <= 1e-5
+
+
+def test_decode_with_precomputed_projection_equals_query_rgb():
+    model = LIIF(SMALL_EDSR, DEEP_MLP)
+    coord, cell = random_queries(2, 100)
+    with torch.no_grad():
+        feat = model.gen_feat(torch.randn(2, 3, 6, 4))
+        expected = model.query_rgb(coord, cell)
+        got = model.decode(feat, coord, cell, proj=model.project_codes(feat))
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize('flags', [FLAGS[0], FLAGS[-1]], ids=flag_id)
+def test_gradients_agree(flags, small_chunks):
+    """Training may use either path: the parameter gradients are the same."""
+    model = LIIF(SMALL_EDSR, DEEP_MLP, **flags)
+    inp = torch.randn(2, 3, 6, 5)
+    coord, cell = random_queries(2, 60, reach=1.1)
+    target = torch.randn(2, 60, 3)
+    grads = []
+    for fast in (True, False):
+        model.zero_grad()
+        model.gen_feat(inp)
+        (model.query_rgb(coord, cell, fast=fast) - target).abs().mean().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    fast_grads, ref_grads = grads
+    for name, ref in ref_grads.items():
+        scale = ref.abs().max().clamp_min(1e-6)
+        assert (fast_grads[name] - ref).abs().max() <= 1e-4 * scale, name
+
+
+def test_fast_macs_per_query_counts_the_layers_after_the_first():
+    model = liif_core.make_model(DEFAULT_SPEC)
+    # Per member: three 256x256 layers, the 256x3 output layer, rel and cell (4) x 256.
+    per_member = 3 * 256 * 256 + 256 * 3 + 4 * 256
+    # The 3x3 convolution: 48*48 codes x 256 outputs x 64*9 inputs, over 192*192 queries.
+    conv = 48 * 48 * 256 * 64 * 9 / (192 * 192)
+    assert fast_macs_per_query(model, 48, 48, 192 * 192) == pytest.approx(4 * per_member + conv)
+
+
+def test_bench_quick_prints_a_table():
+    result = subprocess.run([sys.executable, '-m', 'liif_core', 'bench', '--quick'],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith('machine: ') for line in lines)
+    assert any('random EDSR-baseline LIIF' in line for line in lines)
+    table = [line for line in lines if line.startswith('|')]
+    header = [c.strip() for c in table[0].strip('|').split('|')]
+    for column in ('reference q/s', 'peer q/s', 'fast q/s', 'fast/reference', 'max abs diff',
+                   'reference peak MiB', 'fast peak MiB', 'fast % of matmul peak'):
+        assert column in header
+    rows = [dict(zip(header, (c.strip() for c in line.strip('|').split('|'))))
+            for line in table[2:]]
+    assert rows
+    for row in rows:
+        assert float(row['fast/reference']) > 0
+        assert 0 <= float(row['max abs diff']) <= 1e-5
+        assert float(row['fast q/s']) > 0
