@@ -104,6 +104,12 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
     return model.eval()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
     """Write ``{'model': {'name', 'args', 'sd'}, **extra}`` atomically (temp file + rename).
 
@@ -125,6 +131,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
     try:
         with os.fdopen(fd, 'wb') as f:
             torch.save(ckpt, f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -40,7 +40,7 @@ tar -xzf "$tmp/requirejs-$REQUIREJS_VERSION.tgz" -C "$tmp/requirejs"
 rm -rf "$dest"
 mkdir -p "$dest"
 # embed-amd.js loads its (Font Awesome) fonts from its module's folder, which
-# book/_static/widgets_assets_path.js maps to this one, so they go along; the other bundles of
+# book/_static/widgets_setup.js maps to this one, so they go along; the other bundles of
 # dist/ (the non-AMD embed.js, libembed-amd.js) and source maps are not used.
 find "$tmp/html-manager/package/dist" -maxdepth 1 -type f \
     \( -name 'embed-amd.js' -o -name '*.woff*' -o -name '*.ttf' -o -name '*.eot' \
