@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .coords import make_cell, make_coord
 from .data.folders import read_rgb, to_tensor
+from .data.specs import DEFAULT_DATA_ROOT
 from .liif import batched_predict
 from .metrics import calc_psnr
 from .resize import resize_fn
@@ -373,7 +374,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('config', nargs='?', help='an official test config (YAML file or '
                         'packaged name); with --scales it only supplies the HR images')
     parser.add_argument('--weights', required=True, help='a checkpoint (.pth)')
-    parser.add_argument('--data-root', help="where the config's ./load/... data paths point")
+    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
+                        help="where the config's ./load/... data paths point (default: %(default)s, "
+                             'where `liif data fetch` puts them; `load` for the official layout)')
     parser.add_argument('--scales', help='run a sweep instead: e.g. 2,3,4,6,12,18,24,30 '
                         '(non-integer and per-axis ROWxCOL scales allowed)')
     parser.add_argument('--hr', help='folder of HR images for the sweep (instead of CONFIG)')

@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_model, save_model
+from .data.specs import DEFAULT_DATA_ROOT
 from .evaluate import evaluate, norm_tensors
 from .registry import make_model
 
@@ -433,7 +434,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--save-dir', help='save folder (overrides save/<name>)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from the save folder\'s epoch-last.pth')
-    parser.add_argument('--data-root', help='where the config\'s ./load/... data paths point')
+    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
+                        help="where the config's ./load/... data paths point (default: %(default)s, "
+                             'where `liif data fetch` puts them; `load` for the official layout)')
     parser.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: CUDA if available)')
     parser.add_argument('--num-workers', type=int, help='DataLoader workers per process')
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
