@@ -24,11 +24,11 @@ def make_coord(shape: Sequence[int], ranges: Sequence[Sequence[float]] | None = 
     Args:
         shape: the grid size, e.g. (H, W).
         ranges: one (v0, v1) pair per axis; (-1, 1) for every axis when None.
-        flatten: return (prod(shape), ndim) in row-major order instead of (*shape, ndim).
+        flatten: return (prod(shape), ndim) in row-major order instead of ``(*shape, ndim)``.
         device: where to create the tensor.
 
     Returns:
-        float32 tensor (*shape, ndim) or (prod(shape), ndim); the last axis is (row, col, ...).
+        float32 tensor ``(*shape, ndim)`` or (prod(shape), ndim); the last axis is (row, col, ...).
     """
     seqs = []
     for axis, n in enumerate(shape):

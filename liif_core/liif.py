@@ -85,7 +85,9 @@ def unfold_features(feat: torch.Tensor) -> torch.Tensor:
 class LIIF(nn.Module):
     """Local implicit image function (Chen, Liu and Wang, CVPR 2021).
 
-    Args (the official names, so a checkpoint's ``args`` pass straight through):
+    The arguments have the official names, so a checkpoint's ``args`` pass straight through.
+
+    Args:
         encoder_spec: ``{'name': ..., 'args': ...}`` of the encoder, e.g. edsr-baseline with
             ``no_upsampling: True``.
         imnet_spec: spec of the decoding MLP, without ``in_dim`` (derived here). None gives
