@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +14,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .registry import ModelSpecError, make_model
 
 
@@ -104,12 +104,6 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
     return model.eval()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
     """Write ``{'model': {'name', 'args', 'sd'}, **extra}`` atomically (temp file + rename).
 
@@ -126,13 +120,5 @@ def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
         raise ValueError('the model has no spec to save: build it with make_model(spec)')
     ckpt = {'model': {'name': spec['name'], 'args': spec['args'], 'sd': model.state_dict()},
             **extra}
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(ckpt, f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        torch.save(ckpt, f)

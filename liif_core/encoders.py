@@ -65,7 +65,9 @@ class Upsampler(nn.Sequential):
 class EDSR(nn.Module):
     """EDSR: head conv, residual blocks, body conv with a long skip, optional upsampling tail.
 
-    Args (the official names; the defaults are the "edsr-baseline" factory's):
+    The arguments have the official names; the defaults are the "edsr-baseline" factory's.
+
+    Args:
         n_resblocks: residual blocks in the body.
         n_feats: channels of every block, and of the feature map when ``no_upsampling``.
         res_scale: scale of each residual branch.
@@ -145,7 +147,9 @@ RDN_CONFIGS = {'A': (20, 6, 32), 'B': (16, 8, 64)}
 class RDN(nn.Module):
     """RDN: shallow features, D residual dense blocks, global feature fusion, global residual.
 
-    Args (the official names):
+    The arguments have the official names.
+
+    Args:
         G0: channels between blocks, and of the feature map when ``no_upsampling``.
         RDNkSize: kernel size of the 3x3 convolutions.
         RDNconfig: 'A' (20 blocks, 6 layers, growth 32) or 'B' (16, 8, 64).

@@ -24,7 +24,6 @@ import os
 import signal
 import struct
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from PIL import Image, ImageOps
 from torch import nn
 from tqdm import tqdm
 
+from .atomic import atomic_write
 from .checkpoint import load_model
 from .coords import make_coord
 from .liif import LIIF
@@ -360,13 +360,13 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         progress: show a tqdm bar on long runs; default when stderr is a terminal.
 
     Returns:
-        the same kind as ``image``. PIL: RGB, L, RGBA and LA keep their mode, palette images
-        become RGB (RGBA if transparent), 16-bit grayscale ('I;16', 'I') stays 16-bit, the ICC
-        profile is kept in ``info``. Arrays keep dtype and layout. Tensors: float32 (C, H, W) on
-        the input's device, before any quantisation. Gray is decoded as RGB and converted back
-        with the ITU-R 601-2 luma weights; alpha is resized bicubically (PIL) and re-attached.
-        Integer outputs round to nearest (the official demo truncates, which darkens by half a
-        level on average).
+        the same kind as ``image``. PIL images in RGB, L, RGBA and LA keep their mode; palette
+        images become RGB (RGBA if transparent), 16-bit grayscale ('I;16', 'I') stays 16-bit, the
+        ICC profile is kept in ``info``. Arrays keep dtype and layout. Tensors: float32 (C, H, W) on
+        the input's device, before any quantisation. Gray is decoded as RGB and converted back with
+        the ITU-R 601-2 luma weights; alpha is resized bicubically (PIL) and re-attached. Integer
+        outputs round to nearest (the official demo truncates, which darkens by half a level on
+        average).
 
     Example (book chapter 7 runs this on photos):
         >>> model = load_model('edsr-baseline-liif.pth')                 # doctest: +SKIP
@@ -502,28 +502,21 @@ def _write(job: _FileJob, model: LIIF, device: torch.device, tile_rows: int | No
            encoder_tile_rows: int | None, progress: bool | None) -> None:
     """Decode into a temporary file beside the output, renamed into place only when complete."""
     (H, W), source, C = job.size, job.source, job.source.values.shape[0]
-    fd, tmp = tempfile.mkstemp(dir=job.out_path.parent, prefix=f'.{job.out_path.name}.',
-                               suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as file:
-            bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device)
-            if job.fmt == 'PNG':
-                png = PngStream(file, H, W, C, source.bits, source.icc_profile)
-                for _, band in bands:
-                    png.write(_quantise(band, source.bits))
-                png.close()
-            else:
-                _check_fits(H, W, C, 1)
-                array = np.empty((H, W, C), dtype=np.uint8)
-                for r0, band in bands:
-                    array[r0:r0 + band.shape[0]] = _quantise(band, 8)
-                image = Image.fromarray(array[:, :, 0] if C == 1 else array)
-                extra = {'icc_profile': source.icc_profile} if source.icc_profile else {}
-                image.save(file, format=job.fmt, quality=job.quality, **extra)
-        os.replace(tmp, job.out_path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(job.out_path) as file:
+        bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device)
+        if job.fmt == 'PNG':
+            png = PngStream(file, H, W, C, source.bits, source.icc_profile)
+            for _, band in bands:
+                png.write(_quantise(band, source.bits))
+            png.close()
+        else:
+            _check_fits(H, W, C, 1)
+            array = np.empty((H, W, C), dtype=np.uint8)
+            for r0, band in bands:
+                array[r0:r0 + band.shape[0]] = _quantise(band, 8)
+            image = Image.fromarray(array[:, :, 0] if C == 1 else array)
+            extra = {'icc_profile': source.icc_profile} if source.icc_profile else {}
+            image.save(file, format=job.fmt, quality=job.quality, **extra)
 
 
 def upscale_file(in_path: str | os.PathLike, out_path: str | os.PathLike,

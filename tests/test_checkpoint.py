@@ -121,3 +121,12 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         save_model(make_model(SPEC), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ['epoch-last.pth']
+
+
+def test_saved_file_has_the_usual_mode(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        save_model(make_model(SPEC), tmp_path / 'm.pth')
+    finally:
+        os.umask(mask)
+    assert (tmp_path / 'm.pth').stat().st_mode & 0o777 == 0o644
