@@ -41,7 +41,8 @@ def _read(path: str | os.PathLike, map_location: Any) -> dict:
                 f'{path}: refused to load: the file holds objects other than tensors and plain '
                 'containers, which could run code when unpickled; a LIIF checkpoint holds only '
                 'those') from None
-        raise CheckpointError(f'{path}: not a PyTorch checkpoint ({_first_line(e)})') from None
+        raise CheckpointError(f'{path}: not a PyTorch checkpoint (not a file written by '
+                              'torch.save)') from None
     except Exception as e:  # torch.load signals corrupt input with many exception types
         raise CheckpointError(f'{path}: not a PyTorch checkpoint, or a truncated one '
                               f'({_first_line(e)})') from None

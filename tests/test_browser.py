@@ -160,7 +160,7 @@ def test_page_loads_offline_with_math_and_figures(open_page, doc):
     assert not broken, f'images that did not load: {broken}'
     assert typeset >= math_sources, f'{math_sources} math blocks but {typeset} typeset'
     assert math_errors == 0, f'{math_errors} MathJax errors'
-    if doc != 'book/intro':
+    if doc.split('/')[-1][:2].isdigit():  # numbered chapters; not intro, api, credits
         assert page.locator('img').count() > 0, 'a chapter without a single figure'
 
 
