@@ -1,4 +1,4 @@
-"""Evaluation: the official PSNR protocol (spec section 6) and scale sweeps with a bicubic row.
+"""Evaluation: the official PSNR protocol and scale sweeps with a bicubic row.
 
 ``evaluate`` is the official ``eval_psnr``: normalise the input, predict (in one pass or in
 chunks of queries), de-normalise and clamp, reshape to images when a protocol needs borders,
@@ -95,7 +95,7 @@ def bicubic_predict(inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) 
 def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
             data_norm: dict | None = PAPER_DATA_NORM, eval_bsize: int | None = None
             ) -> torch.Tensor:
-    """RGB in [0, 1] at the queries (spec 6.1 steps 1-3): (B, 3, h, w), (B, Q, 2) -> (B, Q, 3).
+    """RGB in [0, 1] at the queries: (B, 3, h, w), (B, Q, 2) -> (B, Q, 3).
 
     The model sees the normalised input; its output is de-normalised and clamped to [0, 1].
     ``eval_bsize`` None decodes all queries in one pass, otherwise in chunks of that many.
@@ -132,13 +132,13 @@ def _model_device(model: Predictor) -> torch.device:
 def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None = None,
              eval_bsize: int | None = None, data_norm: dict | None = PAPER_DATA_NORM,
              progress: bool = True) -> EvalResult:
-    """The official ``eval_psnr`` (spec 6.1) over a dataset of {'inp', 'coord', 'cell', 'gt'}.
+    """The official ``eval_psnr`` over a dataset of {'inp', 'coord', 'cell', 'gt'}.
 
     Args:
         model: a LIIF / MetaSR model (put in eval mode here), or ``'bicubic'``.
         data: a dataset (read at batch size 1, as every test config) or a DataLoader.
         eval_type: None (RGB PSNR over the sampled points), ``'div2k-N'`` or
-            ``'benchmark-N'`` (reshaped to images, borders shaved, spec 6.2).
+            ``'benchmark-N'`` (reshaped to images, borders shaved).
         eval_bsize: queries per chunk (30000 in the test configs), or None for one pass.
         data_norm: the config's ``data_norm``; None means none (the official default).
         progress: show a progress bar.
@@ -191,7 +191,7 @@ def scale_label(scale: Scale) -> str:
 
 
 def make_test_pair(hr: torch.Tensor, scale: Scale) -> tuple[torch.Tensor, torch.Tensor]:
-    """The test-time downsampling of ``sr-implicit-downsampled`` (spec 4.4, step 3).
+    """The test-time downsampling of ``sr-implicit-downsampled``.
 
     ``h_lr = floor(H / s + 1e-9)`` (likewise w); the HR is cropped at the top left to
     ``round(h_lr s) x round(w_lr s)``; the LR is ``resize_fn`` of that crop to ``(h_lr, w_lr)``.
@@ -429,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_config(model: nn.Module, config: dict, args: argparse.Namespace) -> int:
-    """An official test config, unchanged (spec 6.3): print 'result: PSNR'."""
+    """An official test config, unchanged: print 'result: PSNR'."""
     from .data import make_data
     section = config['test_dataset']
     loader = DataLoader(make_data(section, data_root=args.data_root),

@@ -224,7 +224,7 @@ class LIIF(nn.Module):
 
     def _decode_reference(self, feat: torch.Tensor, coord: torch.Tensor,
                           cell: torch.Tensor | None) -> torch.Tensor:
-        """The official algorithm, step by step (spec section 2.2)."""
+        """The official algorithm, step by step."""
         B, C, h, w = feat.shape
         Q = coord.shape[1]
         if self.feat_unfold:

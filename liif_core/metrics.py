@@ -1,4 +1,4 @@
-"""PSNR with the official evaluation protocols (spec section 6.2)."""
+"""PSNR with the official evaluation protocols."""
 from __future__ import annotations
 
 import math

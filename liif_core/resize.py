@@ -1,7 +1,7 @@
 """``resize_fn``: the official PIL bicubic resize, with its 8-bit quantisation.
 
 Every low-resolution input in the official pipeline is made by this function, so matching it is
-what makes our numbers comparable with the paper's (spec section 4.3).
+what makes our numbers comparable with the paper's.
 """
 from __future__ import annotations
 

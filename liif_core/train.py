@@ -1,4 +1,4 @@
-"""Training: the paper's recipe (spec section 5), in one process or several under ``torchrun``.
+"""Training: the paper's recipe, in one process or several under ``torchrun``.
 
 The config is an official training YAML, read unchanged:
 
@@ -112,7 +112,7 @@ def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed,
     which the loader derives from its generator afresh each epoch, so every worker of every
     epoch draws its own reproducible sequence (the official code, on PyTorch < 1.9, let
-    workers repeat numpy's draws; spec section 8.11)."""
+    workers repeat numpy's draws)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -1,5 +1,5 @@
 """Every packaged config parses, builds its model, names known datasets with accepted arguments,
-and matches the recipe of spec sections 5 and 6.3."""
+and matches the official recipe."""
 import inspect
 import os
 
@@ -93,7 +93,7 @@ def flatten(d, prefix=''):
     return out
 
 
-ABLATIONS = {  # spec section 5: each ablation's only differences from the base config
+ABLATIONS = {  # each ablation's only differences from the base config
     'c': {'model.args.cell_decode': False},
     'u': {'model.args.feat_unfold': False},
     'e': {'model.args.local_ensemble': False},

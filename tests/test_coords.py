@@ -5,7 +5,7 @@ from liif_core import make_cell, make_coord, to_pixel_samples
 
 
 def official_recipe(n, v0=-1.0, v1=1.0):
-    """The spec's float32 recipe written independently: fl32(fl32(2r) * i) + fl32(v0 + r)."""
+    """The official float32 recipe written independently: fl32(fl32(2r) * i) + fl32(v0 + r)."""
     r = (v1 - v0) / (2 * n)
     two_r = torch.tensor(2 * r, dtype=torch.float32)
     start = torch.tensor(v0 + r, dtype=torch.float32)

@@ -1,4 +1,4 @@
-"""Image folders and the LIIF wrappers, checked against the arithmetic of spec section 4.
+"""Image folders and the LIIF wrappers, checked against the arithmetic of the official code.
 
 Expected crops, scales and flips are recomputed here with numpy and PIL directly (not through
 ``resize_fn`` or ``to_pixel_samples``), replaying the same seeded random draws in the order the
@@ -203,7 +203,7 @@ class ListDataset(torch.utils.data.Dataset):
 
 
 def np_flips(img: np.ndarray, hflip: bool, vflip: bool, dflip: bool) -> np.ndarray:
-    """The spec's augmentation on an (H, W, 3) array: hflip reverses H, vflip W, dflip swaps."""
+    """The official augmentation on an (H, W, 3) array: hflip reverses H, vflip W, dflip swaps."""
     if hflip:
         img = img[::-1]
     if vflip:
@@ -265,7 +265,7 @@ def test_downsampled_scale_one_keeps_the_crop():
 
 
 def test_downsampled_test_mode_crop_arithmetic():
-    # 81 / 2.7 is 29.999999999999996 in floats: the spec's + 1e-9 makes it 30.
+    # 81 / 2.7 is 29.999999999999996 in floats: the official + 1e-9 makes it 30.
     rgb = random_rgb(81, 100, 4)
     item = SRImplicitDownsampled(ListDataset([as_tensor(rgb)]), scale_min=2.7)[0]
     h_lr, w_lr = 30, 37  # floor(81/2.7 + 1e-9), floor(100/2.7 + 1e-9)

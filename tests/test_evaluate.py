@@ -83,7 +83,7 @@ def test_evaluate_equals_hand_computation(eval_type, shave, luma):
 
 
 def test_plain_psnr_is_per_batch_weighted_by_batch_size():
-    """eval_type None: one MSE over each whole batch (spec 6.1), batches weighted by size."""
+    """eval_type None: one MSE over each whole batch, batches weighted by size."""
     sr = coord_model_sr(12, 12)
     # Errors of very different sizes, so that the batch MSE differs from per-image PSNRs.
     hrs = [random_image(12, 12, 0), np.round(sr * 255) / 255, random_image(12, 12, 2)]

@@ -1,7 +1,7 @@
 """Image folders: a sorted folder of pictures as a dataset of (3, H, W) tensors in [0, 1].
 
-``image-folder`` and ``paired-image-folders`` follow the official datasets (spec section 4.1,
-4.2): files in ``sorted(os.listdir(root))`` order (or a JSON split), ``first_k`` truncation,
+``image-folder`` and ``paired-image-folders`` follow the official datasets: files in
+``sorted(os.listdir(root))`` order (or a JSON split), ``first_k`` truncation,
 ``repeat`` and three cache modes. Every image, whatever its file format, comes out as float32 RGB
 holding k / 255 values, which is what ``resize_fn`` needs to stay lossless.
 

@@ -1,7 +1,7 @@
 """Training and test wrappers: an image dataset -> {inp, coord, cell, gt} items for LIIF.
 
-Each wrapper turns an HR image (or an LR/HR pair) into one training or test example (spec section
-4.4):
+Each wrapper turns an HR image (or an LR/HR pair) into one training or test example, as the
+official wrappers do:
 
     inp   (3, h, w)  the LR image in [0, 1]
     coord (Q, 2)     (row, col) pixel centres of the HR target in [-1, 1]
