@@ -1,7 +1,8 @@
 # make book   build the book into _build/html (executing every chapter)
 # make test   the whole test suite: unit tests, every chapter under nbval, the built book in a browser
 # make bench  reference vs fast decoding, side by side
-# make data   fetch the stand-in photos and the sample images into data/
+# make data   fetch the stand-in photos and the sample images into data/ (the training and
+#             benchmark chapters need them; book and test fetch them first)
 # Each target creates .venv and installs what it needs when missing.
 
 PYTHON ?= python3
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[book,test]'
 	touch $@
 
-book: $(STAMP)
+book: $(STAMP) data
 	scripts/book_assets.sh
 	$(BIN)/jupyter-book build --all .
 	@echo "The book is in _build/html: open $(CURDIR)/_build/html/index.html"
@@ -29,7 +30,7 @@ book: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests --ignore=tests/test_browser.py
 
-notebooks: $(STAMP)
+notebooks: $(STAMP) data
 	$(BIN)/python -m pytest -q --nbval book/
 
 # Debian's chromium drives the browser test (never a downloaded browser build).

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
@@ -23,6 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from . import __version__
+from .atomic import atomic_write
 from .coords import make_cell, make_coord
 from .data.folders import read_rgb, to_tensor
 from .data.specs import DEFAULT_DATA_ROOT
@@ -355,6 +359,29 @@ def write_csv(rows: Sequence[ScaleRow], path: str | os.PathLike, per_image: bool
                               _fmt(r.per_image_bicubic[i] if r.per_image_bicubic else None, 4)])
 
 
+def write_json(rows: Sequence[ScaleRow], path: str | os.PathLike, **meta: Any) -> None:
+    """Write a sweep, per image, with ``meta`` (the command that made it, the weights' sha256,
+    ...), so that a result file can be checked against the code and weights that made it."""
+    record = {**meta, 'images': list(rows[0].names) if rows else [],
+              'rows': [{'scale': r.scale if not isinstance(r.scale, tuple) else list(r.scale),
+                        'psnr': r.psnr, 'psnr_bicubic': r.psnr_bicubic,
+                        'per_image': r.per_image, 'per_image_bicubic': r.per_image_bicubic}
+                       for r in rows]}
+    with atomic_write(path) as f:
+        f.write((json.dumps(record, indent=1) + '\n').encode())
+
+
+def read_json(path: str | os.PathLike) -> tuple[list[ScaleRow], dict[str, Any]]:
+    """The rows and the metadata of a file written by ``write_json``."""
+    with open(path, encoding='utf-8') as f:
+        record = json.load(f)
+    names = record.pop('images')
+    rows = [ScaleRow(tuple(r['scale']) if isinstance(r['scale'], list) else r['scale'],
+                     r['psnr'], r['psnr_bicubic'], r['per_image'], r['per_image_bicubic'], names)
+            for r in record.pop('rows')]
+    return rows, record
+
+
 # -- command line: liif test -------------------------------------------------------------------
 
 
@@ -373,7 +400,8 @@ def _parse_scales(text: str) -> list[Scale]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('config', nargs='?', help='an official test config (YAML file or '
                         'packaged name); with --scales it only supplies the HR images')
-    parser.add_argument('--weights', required=True, help='a checkpoint (.pth)')
+    parser.add_argument('--weights', help='a checkpoint (.pth) or the name of shipped weights '
+                        '(default: the shipped model)')
     parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
                         help="where the config's ./load/... data paths point (default: %(default)s, "
                              'where `liif data fetch` puts them; `load` for the official layout)')
@@ -390,17 +418,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--label', default='model', help='row label for the model in tables')
     parser.add_argument('--csv', help='write the sweep summary (scale, psnr, psnr_bicubic)')
     parser.add_argument('--per-image-csv', help='write per-image PSNR of the sweep')
+    parser.add_argument('--json', help='write the sweep per image, with the command line and '
+                        "the weights' sha256 (a result file the book can check)")
     parser.add_argument('--device', help='cpu, cuda, ... (default: CUDA if available)')
     parser.add_argument('--threads', type=int, help='CPU threads for PyTorch (on a busy machine '
                         '1 can be many times faster than the default)')
 
 
 def run(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model
+    from .pretrained import DEFAULT_MODEL, get_pretrained, file_sha256, resolve_model
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    model = load_model(args.weights, map_location=device)
+    model = resolve_model(args.weights, map_location=device)
+    weights = args.weights or DEFAULT_MODEL
+    weights_file = weights if Path(weights).exists() else get_pretrained(weights).path
     config = None
     if args.config is not None:
         from .configs import load_config
@@ -419,12 +451,17 @@ def run(args: argparse.Namespace) -> int:
                            data_norm=(config or {}).get('data_norm', PAPER_DATA_NORM),
                            first_k=args.first_k, crop=args.crop)
     print(f'PSNR (dB), protocol {protocol}, {len(rows[0].names)} images'
-          + (f', crop {args.crop}' if args.crop else '') + f', weights {args.weights}')
+          + (f', crop {args.crop}' if args.crop else '') + f', weights {weights}')
     print(format_table(rows, args.label))
     if args.csv:
         write_csv(rows, args.csv)
     if args.per_image_csv:
         write_csv(rows, args.per_image_csv, per_image=True)
+    if args.json:
+        write_json(rows, args.json, command=' '.join(['liif', 'test', *sys.argv[2:]]),
+                   weights=str(weights), weights_sha256=file_sha256(weights_file),
+                   protocol=protocol, crop=args.crop, first_k=args.first_k,
+                   liif_core=__version__, torch=torch.__version__)
     return 0
 
 

@@ -11,7 +11,9 @@ The config is an official training YAML, read unchanged:
     epoch_val, epoch_save                                              (optional)
     resume: a checkpoint to start from                                 (optional)
 
-and two optional keys of ours: ``num_workers`` (the official code always uses 8) and ``seed``.
+and three optional keys of ours: ``num_workers`` (the official code always uses 8), ``seed``, and
+``init: bilinear`` to start the model as bilinear interpolation (``liif_core.init``) instead of
+random weights.
 
 Each epoch trains on the whole training set (Adam, L1 loss on normalised targets), steps the
 MultiStepLR schedule, validates (PSNR, and bicubic's PSNR on the same crops), and writes
@@ -59,6 +61,7 @@ from tqdm import tqdm
 from .checkpoint import CheckpointError, load_model, save_model
 from .data.specs import DEFAULT_DATA_ROOT
 from .evaluate import evaluate, norm_tensors
+from .init import apply_init
 from .registry import make_model
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'sgd': torch.optim.SGD}
@@ -298,7 +301,7 @@ def _train(config: dict[str, Any], save_dir: Path, resume: bool, data_root: Any,
         optimizer.load_state_dict(ckpt['optimizer']['sd'])
         epoch_start = ckpt['epoch'] + 1
     else:
-        model = make_model(config['model']).to(device).train()
+        model = apply_init(make_model(config['model']), config.get('init')).to(device).train()
         optimizer = make_optimizer(model.parameters(), config['optimizer'])
         epoch_start = 1
     lr_scheduler = None

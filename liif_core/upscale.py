@@ -36,9 +36,9 @@ from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_write
-from .checkpoint import load_model
 from .coords import make_coord
 from .liif import LIIF
+from .pretrained import DEFAULT_MODEL, load_pretrained, resolve_model
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
@@ -181,8 +181,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 
 def _check_model(model: nn.Module | None) -> LIIF:
     if model is None:
-        raise ValueError('upscale needs a model: trained weights will ship later; until then '
-                         'pass model=load_model(path)')
+        model = load_pretrained()
     if not isinstance(model, LIIF) or model.imnet is None:
         raise ValueError(f'upscale needs a LIIF model with a decoder, got {type(model).__name__}')
     if not hasattr(model.encoder, 'receptive_radius'):
@@ -353,7 +352,8 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         size: output (H, W); or
         scale: a factor, or a (row, col) pair of factors; output side round(side * factor)
             (Python rounding, at least 1). Exactly one of size and scale.
-        model: a LIIF, e.g. ``load_model(path)``. Required until trained weights ship.
+        model: a LIIF, e.g. ``load_model(path)``; default: the shipped weights
+            (``liif_core.pretrained.load_pretrained()``, trained on stand-in photos).
         device: where to decode; the model is moved there. Default: the model's device.
         tile_rows: output rows decoded per band (default: about 2^18 pixels per band).
         encoder_tile_rows: latent rows per encoder tile (default: about 2^17 pixels).
@@ -369,6 +369,7 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         average).
 
     Example (book chapter 7 runs this on photos):
+        >>> big = upscale(Image.open('photo.jpg'), scale=3.5)          # doctest: +SKIP
         >>> model = load_model('edsr-baseline-liif.pth')                 # doctest: +SKIP
         >>> big = upscale(Image.open('photo.jpg'), scale=3.5, model=model)  # doctest: +SKIP
     """
@@ -562,7 +563,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument('--size', metavar='HxW', help='exact output size, height first, '
                                                       'e.g. 1080x1920')
     parser.add_argument('--weights', metavar='PATH',
-                        help='a LIIF checkpoint (.pth); required until trained weights ship')
+                        help='a LIIF checkpoint (.pth) or the name of shipped weights (default: '
+                             f'{DEFAULT_MODEL}, trained on stand-in photos)')
     parser.add_argument('--device', default=None,
                         help="where to decode, e.g. 'cpu', 'cuda' (default: cuda if available)")
     parser.add_argument('--quality', type=int, default=95, help='JPEG/WebP quality (default 95)')
@@ -600,15 +602,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError('give the output size with --scale S or --size HxW')
     scale = None if args.scale is None else _parse_scale(args.scale)
     size = None if args.size is None else _parse_size(args.size)
-    if args.weights is None:
-        raise ValueError('--weights is required until trained weights ship')
     try:
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         torch.empty(0, device=device)  # an unavailable device fails here, with torch's reason
     except (RuntimeError, AssertionError) as e:
         raise ValueError(f'--device {args.device}: {str(e).splitlines()[0]}') from None
     job = _plan(args.input, args.output, size, scale, args.quality)
-    model = _check_model(load_model(args.weights, map_location=device))
+    model = _check_model(resolve_model(args.weights, map_location=device))
     # A plain `kill` would end the process without unwinding, leaving the temporary file;
     # as an exception it goes through _write's cleanup. (SIGKILL cannot be caught.)
     signal.signal(signal.SIGTERM, _raise_exit)

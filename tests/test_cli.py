@@ -14,6 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
+from liif_core import upscale
+from liif_core.pretrained import load_pretrained
+
 REFERENCE_CKPT = Path(__file__).parent / 'reference' / 'edsr_liif_reference.pth'
 WEIGHTS = ['--weights', str(REFERENCE_CKPT)]
 
@@ -39,7 +42,8 @@ CASES = {
     'weights_not_a_checkpoint': ('photo.png', 'out.png', ['--scale', '2', '--weights',
                                                           'notes.png']),
     'weights_not_liif': ('photo.png', 'out.png', ['--scale', '2', '--weights', 'other.pth']),
-    'weights_missing': ('photo.png', 'out.png', ['--scale', '2']),
+    'weights_missing': ('photo.png', 'out.png', ['--scale', '2', '--weights', 'no-such.pth']),
+    'ok_shipped_weights': ('photo.png', 'out.png', ['--scale', '3.5']),
     'device_unknown': ('photo.png', 'out.png', ['--scale', '2', '--device', 'abacus', *WEIGHTS]),
 }
 
@@ -90,6 +94,17 @@ def test_upscale_by_scale(results):
     assert read_image(case_dir / 'out.png').size == (12, 9)
 
 
+def test_shipped_weights_are_the_default(results, workdir):
+    rc, out, err, case_dir = results['ok_shipped_weights']
+    assert rc == 0, err
+    got = np.asarray(read_image(case_dir / 'out.png'))
+    torch.set_num_threads(2)
+    want = np.asarray(upscale(read_image(workdir / 'photo.png'), scale=3.5,
+                              model=load_pretrained()))
+    assert got.shape == (21, 28, 3)
+    assert np.abs(got.astype(int) - want).max() <= 1  # rounding of float noise across processes
+
+
 def test_upscale_to_size_as_jpeg(results):
     rc, out, err, case_dir = results['ok_size_jpeg']
     assert rc == 0, err
@@ -108,7 +123,8 @@ def test_bad_input_gives_one_line_and_no_file(results, name):
 
 
 def test_weights_message_names_the_reason(results):
-    assert 'required until trained weights ship' in results['weights_missing'][2]
+    assert 'no such checkpoint file, nor the name of shipped weights' \
+        in results['weights_missing'][2]
     assert 'not a LIIF checkpoint' in results['weights_not_liif'][2]
 
 

@@ -1,0 +1,150 @@
+"""The weights that ship with liif_core: the default model of ``upscale`` and ``liif upscale``.
+
+No pretrained weights can be downloaded at run time, so the package carries its own: an
+EDSR-baseline-LIIF (the paper's model, unchanged, in the official checkpoint layout) trained on
+a 2-core CPU on the stand-in photos (``liif data fetch standin``). It beats bicubic upsampling
+but is far from the paper's DIV2K-trained model; the README's model card says how it was trained
+and what it scores. The official released checkpoints load with ``load_model`` as they are.
+
+Each entry is pinned by sha256, checked on every load, so a damaged or replaced file is refused
+rather than silently used. To ship a new training run (after ``liif train``)::
+
+    python -m liif_core.pretrained save/ship/epoch-last.pth
+
+which writes the weights without the optimizer state next to this module, copies the run's
+``log.jsonl`` beside them and prints the sha256 to put in ``PRETRAINED``.
+
+Book: chapter 8, "Training", and chapter 9, "Benchmark".
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import CheckpointError, load_model, save_model
+
+WEIGHTS_DIR = Path(__file__).parent / 'weights'
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A shipped checkpoint: ``weights/<name>.pth`` and its training log ``<name>.log.jsonl``."""
+    name: str
+    sha256: str
+    config: str  # the packaged training config that produced it
+    summary: str
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / f'{self.name}.pth'
+
+    @property
+    def log_path(self) -> Path:
+        return WEIGHTS_DIR / f'{self.name}.log.jsonl'
+
+
+PRETRAINED = {p.name: p for p in [
+    Pretrained(
+        name='edsr-baseline-liif-standin',
+        sha256='d1dc385b66815bf1d91ded287a7b11bf2cd50731a5488472b0f294f4feb3b853',
+        config='cpu/train_edsr-baseline-liif-standin',
+        summary='EDSR-baseline-LIIF trained on the 27 stand-in photos on a 2-core CPU'),
+]}
+DEFAULT_MODEL = 'edsr-baseline-liif-standin'
+
+
+def get_pretrained(name: str = DEFAULT_MODEL) -> Pretrained:
+    """The registry entry for ``name``; a ValueError lists the names that exist."""
+    try:
+        return PRETRAINED[name]
+    except KeyError:
+        raise ValueError(f'no shipped weights named {name!r}; available: '
+                         f'{", ".join(sorted(PRETRAINED))}') from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_pretrained(name: str = DEFAULT_MODEL, map_location: Any = 'cpu') -> nn.Module:
+    """The shipped model ``name`` in eval mode, after checking the file's sha256.
+
+    Example:
+        >>> model = load_pretrained()                 # the default model of `upscale`
+        >>> model.spec['args']['encoder_spec']['name']
+        'edsr-baseline'
+    """
+    entry = get_pretrained(name)
+    if not entry.path.is_file():
+        raise CheckpointError(f'{entry.path}: the shipped weights {name!r} are missing from '
+                              'this installation (reinstall liif_core)')
+    digest = file_sha256(entry.path)
+    if digest != entry.sha256:
+        raise CheckpointError(f'{entry.path}: sha256 {digest} does not match the pinned '
+                              f'{entry.sha256}: the file is damaged or was replaced')
+    return load_model(entry.path, map_location=map_location)
+
+
+def training_log(name: str = DEFAULT_MODEL) -> list[dict[str, Any]]:
+    """The per-epoch records of the run that produced ``name`` (``log.jsonl`` of ``liif train``:
+    epoch, train_loss, lr, val_psnr, val_psnr_bicubic, time)."""
+    with open(get_pretrained(name).log_path, encoding='utf-8') as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def resolve_model(weights: str | os.PathLike | None, map_location: Any = 'cpu') -> nn.Module:
+    """What ``--weights`` names: a checkpoint file, a shipped model's name, or (None) the
+    default shipped model."""
+    if weights is None:
+        return load_pretrained(DEFAULT_MODEL, map_location)
+    if not Path(weights).exists():
+        if str(weights) in PRETRAINED:
+            return load_pretrained(str(weights), map_location)
+        raise CheckpointError(f'{weights}: no such checkpoint file, nor the name of shipped '
+                              f'weights ({", ".join(sorted(PRETRAINED))})')
+    return load_model(weights, map_location=map_location)
+
+
+def export(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
+    """Write a training checkpoint as shipped weights ``name`` (model and epoch only) with the
+    run's log beside it; returns the new file's sha256 for ``PRETRAINED``."""
+    import torch  # only here: reading the full training checkpoint
+
+    checkpoint = Path(checkpoint)
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    model = load_model(ckpt)
+    entry = get_pretrained(name)
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    save_model(model, entry.path, epoch=ckpt.get('epoch'))
+    log = checkpoint.parent / 'log.jsonl'
+    if log.is_file():
+        shutil.copyfile(log, entry.log_path)
+    return file_sha256(entry.path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='python -m liif_core.pretrained',
+                                     description='ship a training checkpoint as pretrained weights')
+    parser.add_argument('checkpoint', help="a checkpoint written by 'liif train'")
+    parser.add_argument('--name', default=DEFAULT_MODEL, choices=sorted(PRETRAINED))
+    args = parser.parse_args(argv)
+    digest = export(args.checkpoint, args.name)
+    print(f'{get_pretrained(args.name).path}\nsha256 {digest}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
