@@ -16,6 +16,7 @@ import json
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
@@ -446,6 +447,7 @@ def run(args: argparse.Namespace) -> int:
     hr = args.hr if args.hr is not None else _config_hr_images(config, args.data_root)
     eval_type = (config or {}).get('eval_type')
     protocol = args.protocol or (parse_eval_type(eval_type)[0] if eval_type else None) or 'div2k'
+    start = time.time()
     rows = evaluate_scales(model, hr, _parse_scales(args.scales), protocol,
                            bicubic=not args.no_bicubic, eval_bsize=args.eval_bsize or EVAL_BSIZE,
                            data_norm=(config or {}).get('data_norm', PAPER_DATA_NORM),
@@ -461,6 +463,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(rows, args.json, command=' '.join(['liif', 'test', *sys.argv[2:]]),
                    weights=str(weights), weights_sha256=file_sha256(weights_file),
                    protocol=protocol, crop=args.crop, first_k=args.first_k,
+                   seconds=round(time.time() - start, 1), threads=torch.get_num_threads(),
                    liif_core=__version__, torch=torch.__version__)
     return 0
 
