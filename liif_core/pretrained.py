@@ -55,7 +55,7 @@ class Pretrained:
 PRETRAINED = {p.name: p for p in [
     Pretrained(
         name='edsr-baseline-liif-standin',
-        sha256='d1dc385b66815bf1d91ded287a7b11bf2cd50731a5488472b0f294f4feb3b853',
+        sha256='af171d1cc0f9160ba653ab219ed063e5fa6b810227eb5797727ffea523ec24c2',
         config='cpu/train_edsr-baseline-liif-standin',
         summary='EDSR-baseline-LIIF trained on the 27 stand-in photos on a 2-core CPU'),
 ]}
