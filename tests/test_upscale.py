@@ -76,10 +76,13 @@ def test_output_size_rejects(kwargs):
         output_size(10, 20, **kwargs)
 
 
-def test_model_is_required():
+def test_model_must_be_a_liif():
+    # no model means the shipped weights (tests/test_pretrained.py); other models are refused
     assert liif_core.upscale is upscale
-    with pytest.raises(ValueError, match='load_model'):
-        upscale(np.zeros((4, 4, 3), np.uint8), scale=2)
+    metasr = liif_core.make_model({'name': 'metasr', 'args': {'encoder_spec': {
+        'name': 'edsr-baseline', 'args': {'no_upsampling': True}}}})
+    with pytest.raises(ValueError, match='needs a LIIF model'):
+        upscale(np.zeros((4, 4, 3), np.uint8), scale=2, model=metasr)
 
 
 # -- tiled == untiled --------------------------------------------------------------------------
