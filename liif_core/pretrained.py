@@ -19,7 +19,6 @@ Book: chapter 8, "Training", and chapter 9, "Benchmark".
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -72,11 +71,8 @@ def get_pretrained(name: str = DEFAULT_MODEL) -> Pretrained:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+    from .data.fetch import file_digest  # the downloader's checksum; imported only when used
+    return file_digest(os.fspath(path), 'sha256')
 
 
 def load_pretrained(name: str = DEFAULT_MODEL, map_location: Any = 'cpu') -> nn.Module:
