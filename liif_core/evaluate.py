@@ -330,15 +330,24 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return '' if value is None else f'{value:.{digits}f}'
 
 
+def scale_table(table: dict[str, Sequence[str]], scales: Sequence[Scale],
+                corner: str = 'method') -> str:
+    """A markdown table with one column per scale: ``table`` maps a row label to its cells
+    (already formatted); ``corner`` heads the label column."""
+    head = f'| {corner} | ' + ' | '.join(f'x{scale_label(s)}' for s in scales) + ' |'
+    lines = [head, '|---|' + '---|' * len(scales)]
+    lines += [f'| {label} | ' + ' | '.join(cells) + ' |' for label, cells in table.items()]
+    return '\n'.join(lines)
+
+
 def format_table(rows: Sequence[ScaleRow], model_label: str = 'model') -> str:
     """A markdown table: one row for bicubic and one for the model, one column per scale."""
-    head = '| method | ' + ' | '.join(f'x{scale_label(r.scale)}' for r in rows) + ' |'
-    lines = [head, '|---|' + '---|' * len(rows)]
+    table = {}
     if any(r.psnr_bicubic is not None for r in rows):
-        lines.append('| bicubic | ' + ' | '.join(_fmt(r.psnr_bicubic) for r in rows) + ' |')
+        table['bicubic'] = [_fmt(r.psnr_bicubic) for r in rows]
     if any(r.psnr is not None for r in rows):
-        lines.append(f'| {model_label} | ' + ' | '.join(_fmt(r.psnr) for r in rows) + ' |')
-    return '\n'.join(lines)
+        table[model_label] = [_fmt(r.psnr) for r in rows]
+    return scale_table(table, [r.scale for r in rows])
 
 
 def write_csv(rows: Sequence[ScaleRow], path: str | os.PathLike, per_image: bool = False) -> None:

@@ -444,6 +444,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--num-workers', type=int, help='DataLoader workers per process')
     parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
     parser.add_argument('--epochs', type=int, help='override epoch_max')
+    parser.add_argument('--seed', type=int, help="override the config's seed (default 0)")
     parser.add_argument('--threads', type=int, help='CPU threads for PyTorch (on a busy machine '
                         '1 can be many times faster than the default)')
 
@@ -455,6 +456,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.epochs is not None:
         config['epoch_max'] = args.epochs
+    if args.seed is not None:
+        config['seed'] = args.seed
     name = args.name or '_' + Path(args.config).stem
     save_dir = Path(args.save_dir) if args.save_dir else Path('save') / name
     result = train(config, save_dir, resume=args.resume, data_root=args.data_root,

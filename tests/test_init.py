@@ -1,4 +1,5 @@
-"""bilinear_init: a freshly built LIIF that computes bilinear interpolation."""
+"""bilinear_init: a freshly built LIIF that computes bilinear interpolation (and a LIIF without
+ensemble, or a MetaSR, that computes nearest-neighbour)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,16 @@ def test_without_ensemble_it_is_nearest_neighbour():
     # x3 puts no query on a boundary between codes, so nearest is unambiguous
     want = F.interpolate(x, (24, 30), mode='nearest')
     torch.testing.assert_close(render(model, x, 24, 30), want, rtol=0, atol=2e-5)
+
+
+def test_metasr_starts_as_nearest_neighbour():
+    torch.manual_seed(0)
+    model = bilinear_init(make_model({'name': 'metasr', 'args': {
+        'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}}}})).eval()
+    x = torch.rand(1, 3, 8, 10) * 2 - 1
+    for H, W in ((24, 30), (17, 23)):
+        want = F.interpolate(x, (H, W), mode='nearest')
+        torch.testing.assert_close(render(model, x, H, W), want, rtol=0, atol=2e-5)
 
 
 def test_every_parameter_still_learns():

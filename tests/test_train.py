@@ -319,3 +319,7 @@ def test_cli_trains_an_official_style_config_and_resumes(tmp_path, monkeypatch):
     # With the real data pipeline too, 1 + 1 epochs equal 2 straight ones.
     assert cli_main(args + ['--epochs', '2', '--save-dir', str(tmp_path / 'straight')]) == 0
     _assert_same_run(tmp_path / 'straight', save_dir)
+    # --seed overrides the config's seed: recorded in the run's config, and a different run
+    assert cli_main(args + ['--seed', '1', '--save-dir', str(tmp_path / 'seed1')]) == 0
+    assert yaml.safe_load((tmp_path / 'seed1' / 'config.yaml').read_text())['seed'] == 1
+    assert read_log(tmp_path / 'seed1')[0]['train_loss'] != read_log(save_dir)[0]['train_loss']
