@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Train and evaluate the ablation chapter's runs: LIIF, LIIF(-c), LIIF(-u), LIIF(-e), LIIF(-d)
+# and MetaSR (configs cpu/ablation/ablation_*), seeds 0 and 1, two runs at a time on one thread
+# each (about 3 hours on a 2-core CPU). Each run keeps its checkpoints in save/ablation/ and
+# leaves in book/results/ablation/ its training log (<run>.log.jsonl) and its sweep on the
+# stand-in validation photos (<run>.json, DIV2K protocol, 240x240 centre crops). A stopped run
+# resumes where it stopped when the script is started again; finished runs are skipped.
+#   scripts/ablation.sh                 all twelve runs
+#   scripts/ablation.sh liif-c:0 ...    only these (variant:seed)
+# Needs the data: liif data fetch standin
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE
+command -v liif >/dev/null || export PATH="$PWD/.venv/bin:$PATH"
+SCALES=2,3,4,6,12,18,24,30
+OUT=book/results/ablation
+mkdir -p "$OUT"
+
+run_one() {
+  local variant=${1%:*} seed=${1#*:}
+  local run=$variant-seed$seed save=save/ablation/$variant-seed$seed
+  [[ -f $OUT/$run.json ]] && { echo "$run: done ($OUT/$run.json)"; return; }
+  local resume=()
+  [[ -f $save/epoch-last.pth ]] && resume=(--resume)
+  liif train "cpu/ablation/ablation_$variant" --seed "$seed" --save-dir "$save" --threads 1 \
+    "${resume[@]}" > "$save.train.txt" 2>&1
+  cp "$save/log.jsonl" "$OUT/$run.log.jsonl"
+  liif test --weights "$save/epoch-last.pth" --hr data/standin/valid --crop 240 \
+    --scales "$SCALES" --protocol div2k --threads 1 --label "$run" --json "$OUT/$run.json" \
+    > "$save.test.txt" 2>&1
+  echo "$run: $(tail -1 "$OUT/$run.log.jsonl")"
+}
+export -f run_one
+export OUT SCALES
+
+# The longest runs first, so that the two lanes finish together.
+RUNS=("$@")
+[[ ${#RUNS[@]} -gt 0 ]] || for seed in 0 1; do
+  for variant in liif liif-c liif-d liif-u metasr liif-e; do RUNS+=("$variant:$seed"); done
+done
+mkdir -p save/ablation
+printf '%s\n' "${RUNS[@]}" | xargs -P 2 -I{} bash -c 'run_one "$@"' _ {}
+# The chapter's side-by-side crops, from the seed-0 runs.
+python scripts/ablation_crops.py

@@ -1,0 +1,43 @@
+"""Save the ablation chapter's side-by-side crops: one 240x240 region of a stand-in validation
+photo, downsampled by 12 and 30 and brought back by each ablation run of seed 0
+(book/results/ablation/crops/<variant>-x<scale>.png, 8-bit PNG). The chapter computes the
+ground truth and bicubic itself from the photo.
+
+    python scripts/ablation_crops.py      (after scripts/ablation.sh; needs save/ablation/)
+"""
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from liif_core import load_model, make_cell, make_coord
+from liif_core.evaluate import PAPER_DATA_NORM, load_images, make_test_pair, predict
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / 'book' / 'results' / 'ablation' / 'crops'
+VARIANTS = ('liif', 'liif-c', 'liif-u', 'liif-e', 'liif-d', 'metasr')
+SCALES = (12, 30)
+# The benchmark chapter's region: the first validation photo, rows 500-740, columns 900-1140.
+PHOTO, TOP, LEFT, SIZE = 0, 500, 900, 240
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    name, photo = load_images(ROOT / 'data' / 'standin' / 'valid')[PHOTO]
+    region = photo[:, TOP:TOP + SIZE, LEFT:LEFT + SIZE]
+    OUT.mkdir(parents=True, exist_ok=True)
+    for variant in VARIANTS:
+        model = load_model(ROOT / 'save' / 'ablation' / f'{variant}-seed0' / 'epoch-last.pth')
+        for scale in SCALES:
+            lr, hr = make_test_pair(region, scale)
+            H, W = hr.shape[-2:]
+            coord = make_coord((H, W)).unsqueeze(0)
+            pred = predict(model, lr.unsqueeze(0), coord, make_cell(coord, (H, W)),
+                           PAPER_DATA_NORM, 30000).view(H, W, 3)
+            pixels = (pred * 255).round().byte().numpy()
+            Image.fromarray(pixels).save(OUT / f'{variant}-x{scale}.png')
+    print(f'{name}: crops in {OUT}')
+
+
+if __name__ == '__main__':
+    main()
