@@ -7,7 +7,7 @@
                           test-celebAHQ-{32-256,64-128}
     test-standin/         the same protocols on the stand-in photos (test-standin-*, test-samples-*)
     cpu/                  small configs that train on the stand-in photos in minutes
-    cpu/ablation/         ablation_{liif,liif-c,liif-u,liif-e,liif-d,metasr}: one CPU budget, one switch
+    cpu/ablation/         ablation_*: LIIF, -c, -u, -e, -d and MetaSR on one CPU budget
 
 Data paths are the official ``./load/...``; pass ``data_root`` to ``liif_core.data.make_data``
 (``--data-root`` on the command line) to read them from where ``liif data fetch`` put them.
