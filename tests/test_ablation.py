@@ -1,0 +1,86 @@
+"""The ablation chapter's runs: six configs that differ in one switch, and cached results that
+still come from the current code.
+
+The chapter reads twelve training logs and sweeps (book/results/ablation/, made by
+scripts/ablation.sh in about three hours). Here the configs are compared key by key, every
+cached file is checked for what it claims to be, and one run's first epoch is trained again and
+compared with its cached log.
+"""
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from liif_core.configs import load_config
+from liif_core.evaluate import read_json
+from liif_core.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / 'book' / 'results' / 'ablation'
+STANDIN = ROOT / 'data' / 'standin'
+SCALES = [2, 3, 4, 6, 12, 18, 24, 30]
+# variant -> the one model setting it changes: (key path under model.args, value)
+SWITCHES = {'liif-c': (('cell_decode',), False),
+            'liif-u': (('feat_unfold',), False),
+            'liif-e': (('local_ensemble',), False),
+            'liif-d': (('imnet_spec', 'args', 'hidden_list'), [256, 256])}
+VARIANTS = ['liif', *SWITCHES, 'metasr']
+RUNS = [f'{variant}-seed{seed}' for variant in VARIANTS for seed in (0, 1)]
+
+
+def config(variant):
+    return load_config(f'cpu/ablation/ablation_{variant}')
+
+
+@pytest.mark.parametrize('variant', SWITCHES)
+def test_variant_differs_from_liif_in_one_switch(variant):
+    want = config('liif')
+    path, value = SWITCHES[variant]
+    args = want['model']['args']
+    for key in path[:-1]:
+        args = args[key]
+    args[path[-1]] = value
+    assert config(variant) == want
+
+
+def test_metasr_differs_only_in_the_decoder():
+    want = config('liif')
+    want['model'] = {'name': 'metasr',
+                     'args': {'encoder_spec': want['model']['args']['encoder_spec']}}
+    assert config('metasr') == want
+
+
+def words(command):
+    return shlex.split(command)
+
+
+@pytest.mark.parametrize('run', RUNS)
+def test_cached_run_is_complete(run):
+    variant, seed = run.rsplit('-seed', 1)
+    log = [json.loads(line) for line in (RESULTS / f'{run}.log.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in log] == list(range(1, config(variant)['epoch_max'] + 1))
+    rows, meta = read_json(RESULTS / f'{run}.json')
+    assert [r.scale for r in rows] == SCALES
+    assert len(rows[0].names) == 11  # every stand-in validation photo
+    command = words(meta['command'])
+    assert command[command.index('--weights') + 1] == f'save/ablation/{run}/epoch-last.pth'
+    assert command[command.index('--crop') + 1] == '240'
+    assert meta['protocol'] == 'div2k'
+    assert all(r.psnr is not None and 10 < r.psnr < 60 for r in rows)
+
+
+@pytest.mark.skipif(not (STANDIN / 'train').is_dir(), reason='needs `liif data fetch standin`')
+def test_first_epoch_repeats_the_cached_log(tmp_path):
+    """LIIF(-e), seed 0, is trained again for its first epoch (68 iterations, the cheapest
+    variant) on one thread, as scripts/ablation.sh runs it."""
+    torch.set_num_threads(1)
+    cfg = config('liif-e')
+    cfg['epoch_max'] = 1
+    train(cfg, tmp_path / 'run', data_root=ROOT / 'data', progress=False, log=lambda line: None)
+    again = json.loads((tmp_path / 'run' / 'log.jsonl').read_text().splitlines()[0])
+    cached = json.loads((RESULTS / 'liif-e-seed0.log.jsonl').read_text().splitlines()[0])
+    assert again['train_loss'] == pytest.approx(cached['train_loss'], rel=1e-4)
+    assert again['val_psnr'] == pytest.approx(cached['val_psnr'], abs=1e-3)
+    assert again['val_psnr_bicubic'] == pytest.approx(cached['val_psnr_bicubic'], abs=1e-4)
