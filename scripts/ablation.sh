@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train and evaluate the ablation chapter's runs: LIIF, LIIF(-c), LIIF(-u), LIIF(-e), LIIF(-d)
 # and MetaSR (configs cpu/ablation/ablation_*), seeds 0 and 1, two runs at a time on one thread
-# each (about 3 hours on a 2-core CPU). Each run keeps its checkpoints in save/ablation/ and
+# each (about 2.5 hours on a 2-core CPU). Each run keeps its checkpoints in save/ablation/ and
 # leaves in book/results/ablation/ its training log (<run>.log.jsonl) and its sweep on the
 # stand-in validation photos (<run>.json, DIV2K protocol, 240x240 centre crops). A stopped run
 # resumes where it stopped when the script is started again; finished runs are skipped.
@@ -40,5 +40,8 @@ RUNS=("$@")
 done
 mkdir -p save/ablation
 printf '%s\n' "${RUNS[@]}" | xargs -P 2 -I{} bash -c 'run_one "$@"' _ {}
-# The chapter's side-by-side crops, from the seed-0 runs.
-python scripts/ablation_crops.py
+# The chapter's side-by-side crops, once every seed-0 run is scored (delete them to redo).
+if ls "$OUT"/{liif,liif-c,liif-u,liif-e,liif-d,metasr}-seed0.json >/dev/null 2>&1 &&
+   [[ ! -d $OUT/crops ]]; then
+  python scripts/ablation_crops.py
+fi

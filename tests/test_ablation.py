@@ -2,7 +2,7 @@
 still come from the current code.
 
 The chapter reads twelve training logs and sweeps (book/results/ablation/, made by
-scripts/ablation.sh in about three hours). Here the configs are compared key by key, every
+scripts/ablation.sh in about 2.5 hours). Here the configs are compared key by key, every
 cached file is checked for what it claims to be, and one run's first epoch is trained again and
 compared with its cached log.
 """
