@@ -52,10 +52,6 @@ def test_metasr_differs_only_in_the_decoder():
     assert config('metasr') == want
 
 
-def words(command):
-    return shlex.split(command)
-
-
 @pytest.mark.parametrize('run', RUNS)
 def test_cached_run_is_complete(run):
     variant, seed = run.rsplit('-seed', 1)
@@ -64,7 +60,7 @@ def test_cached_run_is_complete(run):
     rows, meta = read_json(RESULTS / f'{run}.json')
     assert [r.scale for r in rows] == SCALES
     assert len(rows[0].names) == 11  # every stand-in validation photo
-    command = words(meta['command'])
+    command = shlex.split(meta['command'])
     assert command[command.index('--weights') + 1] == f'save/ablation/{run}/epoch-last.pth'
     assert command[command.index('--crop') + 1] == '240'
     assert meta['protocol'] == 'div2k'
