@@ -11,11 +11,11 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 
 from liif_core.configs import load_config
 from liif_core.evaluate import read_json
-from liif_core.train import train
+
+from kernel_paths import cached_first_epoch, first_epoch, tolerance
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'book' / 'results' / 'ablation'
@@ -69,14 +69,13 @@ def test_cached_run_is_complete(run):
 
 @pytest.mark.skipif(not (STANDIN / 'train').is_dir(), reason='needs `liif data fetch standin`')
 def test_first_epoch_repeats_the_cached_log(tmp_path):
-    """LIIF(-e), seed 0, is trained again for its first epoch (68 iterations, the cheapest
-    variant) on one thread, as scripts/ablation.sh runs it."""
-    torch.set_num_threads(1)
-    cfg = config('liif-e')
-    cfg['epoch_max'] = 1
-    train(cfg, tmp_path / 'run', data_root=ROOT / 'data', progress=False, log=lambda line: None)
-    again = json.loads((tmp_path / 'run' / 'log.jsonl').read_text().splitlines()[0])
-    cached = json.loads((RESULTS / 'liif-e-seed0.log.jsonl').read_text().splitlines()[0])
-    assert again['train_loss'] == pytest.approx(cached['train_loss'], rel=1e-4)
-    assert again['val_psnr'] == pytest.approx(cached['val_psnr'], abs=1e-3)
-    assert again['val_psnr_bicubic'] == pytest.approx(cached['val_psnr_bicubic'], abs=1e-4)
+    """LIIF(-e), seed 0, is trained again for its first epoch. Its numbers move with the CPU's
+    kernel path (68 steps amplify rounding), so the tolerances are those measured across paths
+    (tests/kernel_drift.json); on one path the first epoch repeats to far less."""
+    again, cached = first_epoch(tmp_path / 'run'), cached_first_epoch()
+    assert again['train_loss'] == pytest.approx(
+        cached['train_loss'], rel=1e-4, abs=tolerance('first_epoch', 'train_loss', 0))
+    assert again['val_psnr'] == pytest.approx(
+        cached['val_psnr'], abs=tolerance('first_epoch', 'val_psnr', 1e-3))
+    assert again['val_psnr_bicubic'] == pytest.approx(
+        cached['val_psnr_bicubic'], abs=tolerance('first_epoch', 'val_psnr_bicubic', 1e-4))
