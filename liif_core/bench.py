@@ -38,6 +38,8 @@ from tqdm import tqdm
 from .checkpoint import load_model
 from .coords import make_cell, make_coord
 from .liif import LIIF, batched_predict
+from .models import liif_spec
+from .sampling import ensemble_offsets
 from .registry import make_model
 
 # (input side, scale): x2 to x30 of a 48 x 48 input (the paper's range) and a larger input.
@@ -51,9 +53,7 @@ REFERENCE_CHUNK = 30000
 PEER_CHUNK = 2048
 # The model when no weights are given: the paper's EDSR-baseline LIIF, randomly initialised.
 # Speed and memory do not depend on the weights' values.
-DEFAULT_SPEC = {'name': 'liif', 'args': {
-    'encoder_spec': {'name': 'edsr-baseline', 'args': {'no_upsampling': True}},
-    'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [256, 256, 256, 256]}}}}
+DEFAULT_SPEC = liif_spec('edsr-baseline')
 SEED = 0
 # The matrix product whose rate is taken as the machine's float32 peak: the shape of one hidden
 # layer applied to 4096 rows.
@@ -78,16 +78,20 @@ class Row:
     fast_gflops: float
 
 
-def machine_description(threads: int) -> str:
-    """CPU model (from /proc/cpuinfo where there is one), threads and torch version."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path('/proc/cpuinfo')
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one), to label timings."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
             if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    return (f'{cpu}, {os.cpu_count()} logical CPUs, {threads} torch threads, '
+                return line.split(':', 1)[1].strip()
+    except OSError:  # no /proc: macOS, Windows
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description(threads: int) -> str:
+    """CPU model, threads and torch version."""
+    return (f'{cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch threads, '
             f'torch {torch.__version__}, Python {platform.python_version()}')
 
 
@@ -114,8 +118,8 @@ def fast_macs_per_query(model: LIIF, h: int, w: int, queries: int) -> float:
     part is a convolution done once per latent code, shared by all queries.
     """
     first, *rest = model.imnet.linears
-    code_dim = model.encoder.out_dim * (9 if model.feat_unfold else 1)
-    members = 4 if model.local_ensemble else 1
+    code_dim = model.code_dim
+    members = len(ensemble_offsets(h, w, model.local_ensemble))
     per_member = sum(l.in_features * l.out_features for l in rest)
     per_member += (first.in_features - code_dim) * first.out_features
     conv = h * w * code_dim * first.out_features

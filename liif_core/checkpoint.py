@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
-from .registry import ModelSpecError, make_model
+from .registry import make_model
+from .spec import ModelSpecError
 
 
 class CheckpointError(ValueError):

@@ -196,3 +196,7 @@ class RDN(nn.Module):
         if self.no_upsampling:
             return x
         return self.UPNet(x)
+
+
+# The encoders by their names in the official specs.
+ENCODERS = {'edsr-baseline': edsr_baseline, 'edsr': edsr, 'rdn': RDN}

@@ -11,15 +11,13 @@ Book: chapter 9, "Benchmark".
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -27,41 +25,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import __version__
-from .atomic import atomic_write
-from .coords import make_cell, make_coord
 from .data.folders import read_rgb, to_tensor
 from .data.specs import DEFAULT_DATA_ROOT
-from .liif import batched_predict
 from .metrics import calc_psnr
+from .render import BICUBIC, EVAL_BSIZE, PAPER_DATA_NORM, Predictor, predict, render
+from .report import Scale, ScaleRow, format_table, scale_label, write_csv, write_json
 from .resize import resize_fn
 
-# What every official config uses: the model sees (x - 0.5) / 0.5.
-PAPER_DATA_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
-# What the official code assumes when a config has no data_norm.
-NO_DATA_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
 # The paper's scale list: x2-x4 in the training distribution, x6-x30 outside it.
 PAPER_SCALES = (2, 3, 4, 6, 12, 18, 24, 30)
-# The official test chunk: queries decoded per pass.
-EVAL_BSIZE = 30000
-
-# A scale is one factor for both axes or a (row, col) pair.
-Scale = Union[float, tuple[float, float]]
-# The model to score, or the string 'bicubic' for the bicubic baseline.
-Predictor = Union[nn.Module, str]
-
-
-def norm_tensors(data_norm: dict | None, device: torch.device | str
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(inp_sub, inp_div, gt_sub, gt_div)`` shaped to broadcast on (B, 3, h, w) and (B, Q, 3).
-
-    ``data_norm`` None means no normalisation, as in the official code.
-    """
-    data_norm = NO_DATA_NORM if data_norm is None else data_norm
-    inp, gt = data_norm['inp'], data_norm['gt']
-    return (torch.tensor(inp['sub'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
-            torch.tensor(inp['div'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
-            torch.tensor(gt['sub'], dtype=torch.float32, device=device).view(1, 1, -1),
-            torch.tensor(gt['div'], dtype=torch.float32, device=device).view(1, 1, -1))
 
 
 def parse_eval_type(eval_type: str | None) -> tuple[str | None, int]:
@@ -75,50 +47,6 @@ def parse_eval_type(eval_type: str | None) -> tuple[str | None, int]:
     return protocol, int(scale)
 
 
-def bicubic_predict(inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-    """The bicubic baseline at the query points: ``resize_fn`` the input up to the output size
-    given by the cell (2/H, 2/W), then read the pixel under each query.
-
-    Args:
-        inp: (B, 3, h, w) in [0, 1], not normalised.
-        coord, cell: (B, Q, 2); queries are pixel centres of the H x W output.
-
-    Returns:
-        (B, Q, 3) in [0, 1].
-    """
-    preds = []
-    for img, q, c in zip(inp, coord, cell):
-        H, W = round(2 / c[0, 0].item()), round(2 / c[0, 1].item())
-        up = resize_fn(img, (H, W))  # (3, H, W)
-        # Centre -1 + (2i + 1)/H -> row i; rounding absorbs float error in the coordinate.
-        rows = ((q[:, 0] + 1) * H / 2 - 0.5).round().long().clamp(0, H - 1)  # (Q,)
-        cols = ((q[:, 1] + 1) * W / 2 - 0.5).round().long().clamp(0, W - 1)
-        preds.append(up[:, rows, cols].t())  # (Q, 3)
-    return torch.stack(preds)
-
-
-def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-            data_norm: dict | None = PAPER_DATA_NORM, eval_bsize: int | None = None
-            ) -> torch.Tensor:
-    """RGB in [0, 1] at the queries: (B, 3, h, w), (B, Q, 2) -> (B, Q, 3).
-
-    The model sees the normalised input; its output is de-normalised and clamped to [0, 1].
-    ``eval_bsize`` None decodes all queries in one pass, otherwise in chunks of that many.
-    """
-    if isinstance(model, str):
-        if model != 'bicubic':
-            raise ValueError(f"model must be a module or 'bicubic', got {model!r}")
-        return bicubic_predict(inp, coord, cell)
-    inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, inp.device)
-    with torch.no_grad():
-        x = (inp - inp_sub) / inp_div
-        if eval_bsize is None:
-            pred = model(x, coord, cell)
-        else:
-            pred = batched_predict(model, x, coord, cell, eval_bsize)
-    return (pred * gt_div + gt_sub).clamp_(0, 1)
-
-
 @dataclass
 class EvalResult:
     """``psnr``: the official mean (per batch, weighted by batch size); ``per_image``: PSNR
@@ -128,7 +56,7 @@ class EvalResult:
 
 
 def _model_device(model: Predictor) -> torch.device:
-    if isinstance(model, str):
+    if not isinstance(model, nn.Module):
         return torch.device('cpu')
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device('cpu')
@@ -140,7 +68,7 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
     """The official ``eval_psnr`` over a dataset of {'inp', 'coord', 'cell', 'gt'}.
 
     Args:
-        model: a LIIF / MetaSR model (put in eval mode here), or ``'bicubic'``.
+        model: a LIIF / MetaSR model (put in eval mode here), or ``BICUBIC``.
         data: a dataset (read at batch size 1, as every test config) or a DataLoader.
         eval_type: None (RGB PSNR over the sampled points), ``'div2k-N'`` or
             ``'benchmark-N'`` (reshaped to images, borders shaved).
@@ -158,7 +86,7 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
     protocol, scale = parse_eval_type(eval_type)
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1)
     device = _model_device(model)
-    if not isinstance(model, str):
+    if isinstance(model, nn.Module):
         model.eval()
     total, count, per_image = 0.0, 0, []
     for batch in tqdm(loader, desc='eval', leave=False, disable=not progress):
@@ -188,11 +116,6 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
 
 def _scale_pair(scale: Scale) -> tuple[float, float]:
     return (float(scale[0]), float(scale[1])) if isinstance(scale, tuple) else (scale, scale)
-
-
-def scale_label(scale: Scale) -> str:
-    """``2`` -> ``'2'``, ``2.5`` -> ``'2.5'``, ``(2, 3)`` -> ``'2x3'``."""
-    return 'x'.join(f'{s:g}' for s in ((scale,) if not isinstance(scale, tuple) else scale))
 
 
 def make_test_pair(hr: torch.Tensor, scale: Scale) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,18 +170,6 @@ def load_images(source: str | os.PathLike | Iterable[Any], first_k: int | None =
     return images
 
 
-@dataclass
-class ScaleRow:
-    """One scale of a sweep: mean PSNR of the model and of bicubic (None when not run), and
-    the per-image values in the order of ``names``."""
-    scale: Scale
-    psnr: float | None
-    psnr_bicubic: float | None
-    per_image: list[float]
-    per_image_bicubic: list[float]
-    names: list[str]
-
-
 def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iterable[Any],
                     scales: Sequence[Scale] = PAPER_SCALES, protocol: str = 'div2k',
                     bicubic: bool = True, eval_bsize: int | None = EVAL_BSIZE,
@@ -304,17 +215,13 @@ def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iter
         ours: list[float] = []
         bic: list[float] = []
         jobs = (([(model, ours)] if model is not None else [])
-                + ([('bicubic', bic)] if bicubic else []))
+                + ([(BICUBIC, bic)] if bicubic else []))
         for _, hr in images:
             lr, hr = make_test_pair(hr, scale)
-            H, W = hr.shape[-2:]
-            coord = make_coord((H, W)).unsqueeze(0)  # (1, H*W, 2)
-            cell = make_cell(coord, (H, W))
             for predictor, scores in jobs:
                 device = _model_device(predictor)
-                pred = predict(predictor, lr.unsqueeze(0).to(device), coord.to(device),
-                               cell.to(device), data_norm, eval_bsize)  # (1, H*W, 3)
-                sr = pred.view(1, H, W, 3).permute(0, 3, 1, 2)  # (1, 3, H, W)
+                sr = render(predictor, lr.unsqueeze(0).to(device), hr.shape[-2:],
+                            bsize=eval_bsize, data_norm=data_norm)  # (1, 3, H, W)
                 scores.append(calc_psnr(sr, hr.unsqueeze(0).to(device), protocol, shave).item())
             bar.update()
         rows.append(ScaleRow(scale, _mean(ours), _mean(bic), ours, bic, names))
@@ -324,72 +231,6 @@ def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iter
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return '' if value is None else f'{value:.{digits}f}'
-
-
-def scale_table(table: dict[str, Sequence[str]], scales: Sequence[Scale],
-                corner: str = 'method') -> str:
-    """A markdown table with one column per scale: ``table`` maps a row label to its cells
-    (already formatted); ``corner`` heads the label column."""
-    head = f'| {corner} | ' + ' | '.join(f'x{scale_label(s)}' for s in scales) + ' |'
-    lines = [head, '|---|' + '---|' * len(scales)]
-    lines += [f'| {label} | ' + ' | '.join(cells) + ' |' for label, cells in table.items()]
-    return '\n'.join(lines)
-
-
-def format_table(rows: Sequence[ScaleRow], model_label: str = 'model') -> str:
-    """A markdown table: one row for bicubic and one for the model, one column per scale."""
-    table = {}
-    if any(r.psnr_bicubic is not None for r in rows):
-        table['bicubic'] = [_fmt(r.psnr_bicubic) for r in rows]
-    if any(r.psnr is not None for r in rows):
-        table[model_label] = [_fmt(r.psnr) for r in rows]
-    return scale_table(table, [r.scale for r in rows])
-
-
-def write_csv(rows: Sequence[ScaleRow], path: str | os.PathLike, per_image: bool = False) -> None:
-    """Write ``scale,psnr,psnr_bicubic,n_images`` per scale, or with ``per_image``
-    ``scale,image,psnr,psnr_bicubic`` per scale and image."""
-    with open(path, 'w', newline='') as f:
-        out = csv.writer(f)
-        if not per_image:
-            out.writerow(['scale', 'psnr', 'psnr_bicubic', 'n_images'])
-            for r in rows:
-                out.writerow([scale_label(r.scale), _fmt(r.psnr, 4), _fmt(r.psnr_bicubic, 4),
-                              len(r.names)])
-            return
-        out.writerow(['scale', 'image', 'psnr', 'psnr_bicubic'])
-        for r in rows:
-            for i, name in enumerate(r.names):
-                out.writerow([scale_label(r.scale), name,
-                              _fmt(r.per_image[i] if r.per_image else None, 4),
-                              _fmt(r.per_image_bicubic[i] if r.per_image_bicubic else None, 4)])
-
-
-def write_json(rows: Sequence[ScaleRow], path: str | os.PathLike, **meta: Any) -> None:
-    """Write a sweep, per image, with ``meta`` (the command that made it, the weights' sha256,
-    ...), so that a result file can be checked against the code and weights that made it."""
-    record = {**meta, 'images': list(rows[0].names) if rows else [],
-              'rows': [{'scale': r.scale if not isinstance(r.scale, tuple) else list(r.scale),
-                        'psnr': r.psnr, 'psnr_bicubic': r.psnr_bicubic,
-                        'per_image': r.per_image, 'per_image_bicubic': r.per_image_bicubic}
-                       for r in rows]}
-    with atomic_write(path) as f:
-        f.write((json.dumps(record, indent=1) + '\n').encode())
-
-
-def read_json(path: str | os.PathLike) -> tuple[list[ScaleRow], dict[str, Any]]:
-    """The rows and the metadata of a file written by ``write_json``."""
-    with open(path, encoding='utf-8') as f:
-        record = json.load(f)
-    names = record.pop('images')
-    rows = [ScaleRow(tuple(r['scale']) if isinstance(r['scale'], list) else r['scale'],
-                     r['psnr'], r['psnr_bicubic'], r['per_image'], r['per_image_bicubic'], names)
-            for r in record.pop('rows')]
-    return rows, record
 
 
 # -- command line: liif test -------------------------------------------------------------------
@@ -488,7 +329,7 @@ def _run_config(model: nn.Module, config: dict, args: argparse.Namespace) -> int
                       config.get('data_norm'))
     print(f'result: {result.psnr:.4f}')
     if not args.no_bicubic:
-        bicubic = evaluate('bicubic', loader, config.get('eval_type'))
+        bicubic = evaluate(BICUBIC, loader, config.get('eval_type'))
         print(f'bicubic: {bicubic.psnr:.4f}')
     return 0
 

@@ -27,17 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .coords import make_coord
-
-# The four neighbours of the local ensemble as (row, col) shifts, in the official order.
-ENSEMBLE_SHIFTS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
-# Added to both components of every shifted query (same sign for all shifts): at odd integer
-# scales a shifted query lands exactly on a cell edge, and this breaks the tie consistently.
-EPS_SHIFT = 1e-6
-# Shifted queries are clamped this far inside [-1, 1], so border queries reuse border codes
-# (the paper says mirror padding; the official code replicates the border code like this).
-CLAMP_EPS = 1e-6
-# Added to each ensemble area so that a query exactly on a code centre has no 0/0 weight.
-AREA_EPS = 1e-9
+from .encoders import ENCODERS
+from .mlp import MLP
+from .sampling import (AREA_EPS, clamp_inside, code_centres, ensemble_offsets, ensemble_weights,
+                       sample_nearest, unfold_features)
+from .spec import build_from_spec
 
 # Queries per MLP chunk of the fast path: 4 ensemble members x 256 queries x 256 hidden units
 # is 1 MiB per activation, small enough to stay in a core's cache between the MLP's layers
@@ -46,40 +40,6 @@ FAST_CHUNK = 256
 # Queries per code lookup of the fast path: its small per-query tensors (indices, relative
 # coordinates, weights: about 100 bytes per query) are made for many MLP chunks at once.
 LOOKUP_CHUNK = 16384
-
-
-def sample_nearest(field: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
-    """Values of ``field`` at the pixel nearest to each coordinate, zero outside [-1, 1].
-
-    The one place where (row, col) becomes ``grid_sample``'s (x, y): the Q queries are laid out
-    as a 1 x Q image of grid points. Nearest rounding is half-to-even, as in the official code.
-
-    Args:
-        field: (B, C, h, w).
-        coord: (B, Q, 2) as (row, col).
-
-    Returns:
-        (B, Q, C).
-    """
-    grid = coord.flip(-1).unsqueeze(1)  # (B, 1, Q, 2) as (x, y)
-    out = F.grid_sample(field, grid, mode='nearest', align_corners=False)  # (B, C, 1, Q)
-    return out[:, :, 0, :].permute(0, 2, 1)  # (B, Q, C)
-
-
-def unfold_features(feat: torch.Tensor) -> torch.Tensor:
-    """Feature unfolding: each code is replaced by its 3x3 neighbourhood (zero-padded).
-
-    Channel-major layout, as in the official checkpoints: channel c * 9 + 3 * (d_row + 1) +
-    (d_col + 1) holds feat[c] shifted by (d_row, d_col).
-
-    Args:
-        feat: (B, C, h, w).
-
-    Returns:
-        (B, 9C, h, w).
-    """
-    B, C, h, w = feat.shape
-    return F.unfold(feat, 3, padding=1).view(B, C * 9, h, w)
 
 
 class LIIF(nn.Module):
@@ -104,17 +64,15 @@ class LIIF(nn.Module):
     def __init__(self, encoder_spec: dict[str, Any], imnet_spec: dict[str, Any] | None = None,
                  local_ensemble: bool = True, feat_unfold: bool = True, cell_decode: bool = True):
         super().__init__()
-        from .registry import make_model  # the registry imports this module
         self.local_ensemble = local_ensemble
         self.feat_unfold = feat_unfold
         self.cell_decode = cell_decode
-        self.encoder = make_model(encoder_spec)
+        self.encoder = build_from_spec(encoder_spec, ENCODERS)
         if imnet_spec is not None:
             # Decoder input: the code (x9 when unfolded), the relative coordinate (2) and the
             # cell (2). in_dim is not stored in checkpoints: it is always derived like this.
-            code_dim = self.encoder.out_dim * (9 if feat_unfold else 1)
-            in_dim = code_dim + 2 + (2 if cell_decode else 0)
-            self.imnet = make_model(imnet_spec, in_dim=in_dim)
+            in_dim = self.code_dim + 2 + (2 if cell_decode else 0)
+            self.imnet = build_from_spec(imnet_spec, {'mlp': MLP}, in_dim=in_dim)
         else:
             self.imnet = None
         self.spec = {'name': 'liif', 'args': {
@@ -123,6 +81,11 @@ class LIIF(nn.Module):
             'cell_decode': cell_decode}}
         self.feat: torch.Tensor | None = None
         self._proj: torch.Tensor | None = None
+
+    @property
+    def code_dim(self) -> int:
+        """Features per latent code as the decoder reads it: C, or 9C when unfolded."""
+        return self.encoder.out_dim * (9 if self.feat_unfold else 1)
 
     # -- encoding ----------------------------------------------------------------------------
 
@@ -191,37 +154,6 @@ class LIIF(nn.Module):
             return self._decode_fast(feat, proj, coord, cell)
         return self._decode_reference(feat, coord, cell)
 
-    def _shifts(self) -> tuple[tuple[tuple[int, int], ...], float]:
-        if self.local_ensemble:
-            return ENSEMBLE_SHIFTS, EPS_SHIFT
-        return ((0, 0),), 0.0
-
-    def _shift_queries(self, coord: torch.Tensor, shift: tuple[int, int],
-                       eps: float, h: int, w: int) -> torch.Tensor:
-        """Move queries half a code cell towards one neighbour, then clamp inside the image."""
-        d_row, d_col = shift
-        # Radii are half a code cell in the [-1, 1] frame; each offset is formed in Python
-        # double and added once to the float32 tensor, as in the official code.
-        shifted = coord.clone()
-        shifted[..., 0] += d_row * (2 / h / 2) + eps
-        shifted[..., 1] += d_col * (2 / w / 2) + eps
-        return shifted.clamp_(-1 + CLAMP_EPS, 1 - CLAMP_EPS)
-
-    @staticmethod
-    def _blend(preds: list[torch.Tensor], areas: list[torch.Tensor]) -> torch.Tensor:
-        """Area-weighted sum of the ensemble's predictions (paper eq. 4).
-
-        Each prediction is weighted by the area of the rectangle between the query and the
-        *diagonally opposite* code, so the nearest code gets the largest weight. With the
-        official shift order, the opposite of member t is member T-1-t: a reversal. A single
-        member gets weight area/area = 1 exactly.
-        """
-        total = torch.stack(areas).sum(dim=0)
-        out = 0
-        for pred, area in zip(preds, reversed(areas)):
-            out = out + pred * (area / total).unsqueeze(-1)
-        return out
-
     def _decode_reference(self, feat: torch.Tensor, coord: torch.Tensor,
                           cell: torch.Tensor | None) -> torch.Tensor:
         """The official algorithm, step by step."""
@@ -229,13 +161,14 @@ class LIIF(nn.Module):
         Q = coord.shape[1]
         if self.feat_unfold:
             feat = unfold_features(feat)  # (B, 9C, h, w)
-        # Code centres as a (B, 2, h, w) map, looked up with the same nearest rule as the codes.
-        centres = make_coord((h, w), flatten=False, device=feat.device)  # (h, w, 2)
-        centres = centres.permute(2, 0, 1).unsqueeze(0).expand(B, 2, h, w)
-        shifts, eps = self._shifts()
+        # Code centres, looked up with the same nearest rule as the codes.
+        centres = code_centres(B, h, w, feat.device)  # (B, 2, h, w)
         preds, areas = [], []
-        for shift in shifts:
-            shifted = self._shift_queries(coord, shift, eps, h, w)
+        for d_row, d_col in ensemble_offsets(h, w, self.local_ensemble):
+            shifted = coord.clone()
+            shifted[..., 0] += d_row
+            shifted[..., 1] += d_col
+            shifted = clamp_inside(shifted)
             code = sample_nearest(feat, shifted)  # (B, Q, C')
             centre = sample_nearest(centres, shifted)  # (B, Q, 2)
             rel = coord - centre  # measured from the unshifted, unclamped query
@@ -250,7 +183,11 @@ class LIIF(nn.Module):
             pred = self.imnet(torch.cat(parts, dim=-1).view(B * Q, -1)).view(B, Q, -1)
             preds.append(pred)
             areas.append(torch.abs(rel[..., 0] * rel[..., 1]) + AREA_EPS)
-        return self._blend(preds, areas)
+        weights = ensemble_weights(torch.stack(areas), dim=0)  # (T, B, Q)
+        out = 0
+        for pred, weight in zip(preds, weights):
+            out = out + pred * weight.unsqueeze(-1)
+        return out
 
     def _decode_fast(self, feat: torch.Tensor, proj: torch.Tensor, coord: torch.Tensor,
                      cell: torch.Tensor | None) -> torch.Tensor:
@@ -265,8 +202,7 @@ class LIIF(nn.Module):
         """
         Q = coord.shape[1]
         first, *hidden_layers, last = self.imnet.linears
-        code_dim = first.in_features - 2 - (2 if self.cell_decode else 0)
-        w_query = first.weight[:, code_dim:].t()  # (2 or 4, D): rel columns, then cell columns
+        w_query = first.weight[:, self.code_dim:].t()  # (2 or 4, D): rel columns, then cell columns
         lookup = self._code_map(feat)  # (B, 4, h, w)
         out = []
         for start in range(0, Q, LOOKUP_CHUNK):
@@ -302,9 +238,9 @@ class LIIF(nn.Module):
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Code, decoder terms and blend weight of every ensemble member of every query.
 
-        The shifted queries are the same floats as ``_shift_queries`` makes (each offset formed
-        in double, rounded once, added once), and the code is found by ``sample_nearest`` on a
-        map of code indices and centres: the reference's own lookup, ties included.
+        The shifted queries are the same floats as the reference makes (``ensemble_offsets``),
+        and the code is found by ``sample_nearest`` on a map of code indices and centres: the
+        reference's own lookup, ties included.
 
         Args:
             lookup: ``_code_map(feat)``, (B, 4, h, w).
@@ -312,17 +248,15 @@ class LIIF(nn.Module):
 
         Returns:
             flat (n, B, T): row of ``project_codes(feat)``; terms (n, B, T, 2 or 4): rel, then
-            cell, in units of code cells; weight (n, B, T): the blend weight (``_blend``).
+            cell, in units of code cells; weight (n, B, T): the blend weight (``ensemble_weights``).
         """
         B, _, h, w = lookup.shape
         n = coord.shape[1]
-        shifts, eps = self._shifts()
-        T = len(shifts)
         like = dict(dtype=coord.dtype, device=coord.device)
-        offsets = torch.tensor([[d_row * (2 / h / 2) + eps, d_col * (2 / w / 2) + eps]
-                                for d_row, d_col in shifts], **like)  # (T, 2)
+        offsets = torch.tensor(ensemble_offsets(h, w, self.local_ensemble), **like)  # (T, 2)
+        T = offsets.shape[0]
         scale = torch.tensor([h, w], **like)  # (2,)
-        shifted = (coord.unsqueeze(2) + offsets).clamp_(-1 + CLAMP_EPS, 1 - CLAMP_EPS)
+        shifted = clamp_inside(coord.unsqueeze(2) + offsets)  # (B, n, T, 2)
         found = sample_nearest(lookup, shifted.view(B, n * T, 2))  # (B, n*T, 4)
         found = found.view(B, n, T, 4).transpose(0, 1).contiguous()  # (n, B, T, 4)
         rel = (coord.transpose(0, 1).unsqueeze(2) - found[..., 2:]) * scale  # (n, B, T, 2)
@@ -334,8 +268,7 @@ class LIIF(nn.Module):
             rel_cell = (cell.transpose(0, 1) * scale).unsqueeze(2)  # (n, B, 1, 2)
             terms = torch.cat((rel, rel_cell.expand(n, B, T, 2)), dim=-1)  # (n, B, T, 4)
         area = (rel[..., 0] * rel[..., 1]).abs_() + AREA_EPS  # (n, B, T)
-        # Each member is weighted by the area of the diagonally opposite one (see ``_blend``).
-        weight = area.flip(-1) / area.sum(dim=-1, keepdim=True)
+        weight = ensemble_weights(area, dim=-1)
         # Query-major rows: a chunk of queries must be a contiguous block.
         return flat.contiguous(), terms.contiguous(), weight.contiguous()
 

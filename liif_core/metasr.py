@@ -11,8 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .coords import make_coord
-from .liif import CLAMP_EPS, EPS_SHIFT, sample_nearest, unfold_features
+from .encoders import ENCODERS
+from .mlp import MLP
+from .sampling import EPS_SHIFT, clamp_inside, code_centres, sample_nearest, unfold_features
+from .spec import build_from_spec
 
 
 class MetaSR(nn.Module):
@@ -28,11 +30,9 @@ class MetaSR(nn.Module):
 
     def __init__(self, encoder_spec: dict[str, Any]):
         super().__init__()
-        from .registry import make_model  # the registry imports this module
-        self.encoder = make_model(encoder_spec)
+        self.encoder = build_from_spec(encoder_spec, ENCODERS)
         code_dim = self.encoder.out_dim * 9  # always 3x3-unfolded
-        self.imnet = make_model({'name': 'mlp', 'args': {
-            'in_dim': 3, 'out_dim': code_dim * 3, 'hidden_list': [256]}})
+        self.imnet = MLP(in_dim=3, out_dim=code_dim * 3, hidden_list=[256])
         self.spec = {'name': 'metasr', 'args': {'encoder_spec': encoder_spec}}
         self.feat: torch.Tensor | None = None
 
@@ -41,12 +41,8 @@ class MetaSR(nn.Module):
         self.feat = self.encoder(inp)
         return self.feat
 
-    def query_rgb(self, coord: torch.Tensor, cell: torch.Tensor,
-                  fast: bool = True) -> torch.Tensor:
-        """RGB at ``coord`` (B, Q, 2) with pixel sizes ``cell`` (B, Q, 2) -> (B, Q, 3).
-
-        ``fast`` is accepted for interface parity with ``LIIF`` and has no effect.
-        """
+    def query_rgb(self, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """RGB at ``coord`` (B, Q, 2) with pixel sizes ``cell`` (B, Q, 2) -> (B, Q, 3)."""
         if self.feat is None:
             raise RuntimeError('query_rgb needs a feature map: call gen_feat(inp) first')
         return self.decode(self.feat, coord, cell)
@@ -57,15 +53,15 @@ class MetaSR(nn.Module):
         Q = coord.shape[1]
         codes = unfold_features(feat)  # (B, 9C, h, w)
         # MetaSR positions are pixel top-left corners: centres moved up and left by half a code.
-        corners = make_coord((h, w), flatten=False, device=feat.device)  # (h, w, 2)
-        corners[:, :, 0] -= (2 / h) / 2
-        corners[:, :, 1] -= (2 / w) / 2
-        corners = corners.permute(2, 0, 1).unsqueeze(0).expand(B, 2, h, w)
+        corners = code_centres(1, h, w, feat.device).clone()  # (1, 2, h, w)
+        corners[:, 0] -= (2 / h) / 2
+        corners[:, 1] -= (2 / w) / 2
+        corners = corners.expand(B, 2, h, w)
         # Each query moves to its own pixel's top-left corner too.
         query = coord.clone()
         query[:, :, 0] -= cell[:, :, 0] / 2
         query[:, :, 1] -= cell[:, :, 1] / 2
-        lookup = (query + EPS_SHIFT).clamp(-1 + CLAMP_EPS, 1 - CLAMP_EPS)
+        lookup = clamp_inside(query + EPS_SHIFT)
         code = sample_nearest(codes, lookup)  # (B, Q, 9C)
         corner = sample_nearest(corners, lookup)  # (B, Q, 2)
         rel = query - corner

@@ -51,10 +51,17 @@ TABLE3: dict[str, tuple[float, ...]] = {
 }
 
 
-def paper_psnr(method: str, scale: float, table: str = 'table1') -> float | None:
-    """The paper's PSNR for ``method`` at ``scale`` in Table 1 or 3; None where it gives none
-    (e.g. a non-integer scale, or a fixed-scale model outside x2-x4)."""
-    rows, scales = {'table1': (TABLE1, TABLE1_SCALES), 'table3': (TABLE3, TABLE3_SCALES)}[table]
+def paper_psnr(method: str, scale: float, table: str = 'table1',
+               dataset: str | None = None) -> float | None:
+    """The paper's PSNR for ``method`` at ``scale`` in Table 1, 2 or 3; None where it gives none
+    (e.g. a non-integer scale, or a fixed-scale model outside x2-x4). Table 2 needs the
+    benchmark ``dataset`` ('Set5', 'Set14', 'B100' or 'Urban100')."""
+    if table == 'table2':
+        if dataset not in TABLE2:
+            raise ValueError(f'table2 needs a dataset, one of {", ".join(TABLE2)}; got {dataset!r}')
+        rows, scales = TABLE2[dataset], TABLE2_SCALES
+    else:
+        rows, scales = {'table1': (TABLE1, TABLE1_SCALES), 'table3': (TABLE3, TABLE3_SCALES)}[table]
     if method not in rows:
         raise ValueError(f'{table} has no row {method!r}; rows: {", ".join(rows)}')
     return rows[method][scales.index(scale)] if scale in scales else None

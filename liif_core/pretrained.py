@@ -30,6 +30,7 @@ from typing import Any
 from torch import nn
 
 from .checkpoint import CheckpointError, load_model, save_model
+from .data.download import file_digest
 
 WEIGHTS_DIR = Path(__file__).parent / 'weights'
 
@@ -71,7 +72,6 @@ def get_pretrained(name: str = DEFAULT_MODEL) -> Pretrained:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    from .data.fetch import file_digest  # the downloader's checksum; imported only when used
     return file_digest(os.fspath(path), 'sha256')
 
 

@@ -1,19 +1,8 @@
 """Training: the paper's recipe, in one process or several under ``torchrun``.
 
-The config is an official training YAML, read unchanged:
-
-    train_dataset: {dataset: spec, wrapper: spec, batch_size}
-    val_dataset:   {dataset: spec, wrapper: spec, batch_size}         (optional)
-    data_norm:     {inp: {sub, div}, gt: {sub, div}}                   (default sub 0, div 1)
-    eval_type, eval_bsize                                              (validation, optional)
-    model: spec;  optimizer: {name: adam, args: {lr}};  epoch_max
-    multi_step_lr: {milestones, gamma}                                 (optional)
-    epoch_val, epoch_save                                              (optional)
-    resume: a checkpoint to start from                                 (optional)
-
-and three optional keys of ours: ``num_workers`` (the official code always uses 8), ``seed``, and
-``init: bilinear`` to start the model as bilinear interpolation (``liif_core.init``) instead of
-random weights.
+The config is an official training YAML, read unchanged: ``TrainConfig`` lists its keys (the
+official ones, plus ``num_workers``, ``seed`` and ``init: bilinear`` of ours) and reports every
+missing or unknown key before anything runs.
 
 Each epoch trains on the whole training set (Adam, L1 loss on normalised targets), steps the
 MultiStepLR schedule, validates (PSNR, and bicubic's PSNR on the same crops), and writes
@@ -39,16 +28,15 @@ Book: chapter 8, "Training".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
-import random
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
@@ -60,79 +48,18 @@ from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_model, save_model
 from .data.specs import DEFAULT_DATA_ROOT
-from .evaluate import evaluate, norm_tensors
+from .evaluate import evaluate
 from .init import apply_init
 from .registry import make_model
+from .render import BICUBIC, Predictor, norm_tensors
+from .rng import isolated_rng, rng_state, seed_everything, seed_worker, set_rng_state
+from .train_config import TrainConfig
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'sgd': torch.optim.SGD}
 
 
 class TrainingDiverged(ValueError):
     """The loss became NaN or infinite; the message names the epoch and step."""
-
-
-# -- random state ------------------------------------------------------------------------------
-# The data pipeline draws scales, crops and flips from Python's ``random``, query samples from
-# numpy's global RNG, and the DataLoader's worker seeds from its generator (the sampler is
-# seeded by (seed, epoch) itself). Saving all of them with each checkpoint is what makes a
-# resumed run continue exactly where the uninterrupted one would be.
-
-
-def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
-    """Every RNG the training loop reads, as plain containers and tensors (weights_only-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {
-        'torch': torch.get_rng_state(),
-        'numpy': [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
-        'python': [version, list(internal), gauss_next],
-        'loader': loader_generator.get_state(),
-    }
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator) -> None:
-    """Restore what ``rng_state`` saved."""
-    torch.set_rng_state(state['torch'])
-    kind, keys, pos, has_gauss, cached = state['numpy']
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss_next = state['python']
-    random.setstate((version, tuple(internal), gauss_next))
-    loader_generator.set_state(state['loader'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed,
-    which the loader derives from its generator afresh each epoch, so every worker of every
-    epoch draws its own reproducible sequence (the official code, on PyTorch < 1.9, let
-    workers repeat numpy's draws)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-@contextmanager
-def isolated_rng(seed: int) -> Iterator[None]:
-    """Run a block from a fixed seed, then put every global RNG back as it was: validation
-    sees the same crops every epoch and takes nothing from the training sequence."""
-    saved = (torch.get_rng_state(), np.random.get_state(), random.getstate())
-    seed_everything(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(saved[0])
-        np.random.set_state(saved[1])
-        random.setstate(saved[2])
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -153,17 +80,18 @@ def distributed_env() -> tuple[int, int, int]:
             int(os.environ.get('LOCAL_RANK', 0)))
 
 
-def validate(model: nn.Module | str, loader: DataLoader, config: dict[str, Any], seed: int,
-             progress: bool) -> float:
+def validate(model: Predictor, loader: DataLoader, config: dict[str, Any] | TrainConfig,
+             seed: int, progress: bool) -> float:
     """Validation PSNR (the official ``eval_psnr`` with the config's eval_type, eval_bsize and
     data_norm) on crops drawn from ``seed``: the same crops every epoch, drawn without touching
     the training run's random state. The official code re-draws them each epoch, so its curve
-    also carries crop-to-crop noise. ``model`` may be ``'bicubic'``."""
+    also carries crop-to-crop noise. ``model`` may be ``BICUBIC``."""
+    cfg = TrainConfig.from_dict(config)
     seed += 10_000  # apart from the training seeds
     with isolated_rng(seed):
         loader.generator.manual_seed(seed)  # the workers' seeds
-        return evaluate(model, loader, config.get('eval_type'), config.get('eval_bsize'),
-                        config.get('data_norm'), progress=progress).psnr
+        return evaluate(model, loader, cfg.eval_type, cfg.eval_bsize, cfg.data_norm,
+                        progress=progress).psnr
 
 
 def _open_tensorboard(save_dir: Path) -> Any:
@@ -177,15 +105,16 @@ def _open_tensorboard(save_dir: Path) -> Any:
 # -- the training run --------------------------------------------------------------------------
 
 
-def train(config: dict[str, Any], save_dir: str | os.PathLike, resume: bool = False, *,
-          data_root: str | os.PathLike | None = None, device: str | torch.device | None = None,
-          num_workers: int | None = None, amp: bool = False,
-          train_data: Dataset | None = None, val_data: Dataset | None = None,
+def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
+          resume: bool = False, *, data_root: str | os.PathLike | None = None,
+          device: str | torch.device | None = None, num_workers: int | None = None,
+          amp: bool = False, train_data: Dataset | None = None, val_data: Dataset | None = None,
           progress: bool = True, log: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
     """Train a model as the official ``train_liif.py`` does.
 
     Args:
-        config: an official training config (see the module docstring).
+        config: an official training config (the keys of ``TrainConfig``) or a ``TrainConfig``;
+            every missing or unknown key is reported at once, before anything runs.
         save_dir: where checkpoints, ``config.yaml`` and ``log.jsonl`` go.
         resume: continue from ``save_dir/epoch-last.pth`` (a ``resume`` path in the config
             is honoured too, as in the official code).
@@ -206,225 +135,284 @@ def train(config: dict[str, Any], save_dir: str | os.PathLike, resume: bool = Fa
     Raises:
         TrainingDiverged: a NaN or infinite loss; ``epoch-last.pth`` keeps the last good epoch.
     """
-    # -- processes and devices ---------------------------------------------------------------
+    cfg = TrainConfig.from_dict(config)
     rank, world_size, local_rank = distributed_env()
-    is_main = rank == 0
-    if device is None:
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    device = torch.device(device)
+    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     if device.type == 'cuda' and world_size > 1:
         device = torch.device('cuda', local_rank)
         torch.cuda.set_device(device)
     if amp and device.type != 'cuda':
         raise ValueError('mixed precision (--amp) needs a CUDA device; on CPU training runs '
                          'in float32')
+    if num_workers is None:
+        num_workers = min(cfg.num_workers, os.cpu_count() or 1)
     created_group = world_size > 1 and not dist.is_initialized()
     if created_group:
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    job = _Job(cfg, Path(save_dir), device, amp, rank, world_size, progress and rank == 0,
+               (log if rank == 0 else None) or (lambda line: None))
     try:
-        return _train(config, Path(save_dir), resume, data_root, device, num_workers, amp,
-                      train_data, val_data, progress and is_main, log if is_main else None,
-                      rank, world_size)
+        return _train(job, config, resume, data_root, num_workers, train_data, val_data)
     finally:
         if created_group:
             dist.destroy_process_group()
 
 
-def _train(config: dict[str, Any], save_dir: Path, resume: bool, data_root: Any,
-           device: torch.device, num_workers: int | None, amp: bool, train_data: Dataset | None,
-           val_data: Dataset | None, progress: bool, log: Callable[[str], None] | None,
-           rank: int, world_size: int) -> dict[str, Any]:
-    """The loop itself; ``train`` has set up processes and devices."""
-    is_main = rank == 0
-    say = log or (lambda line: None)
-    seed = int(config.get('seed', 0))
-    data_norm = config.get('data_norm')  # None: no normalisation, as the official default
-    epoch_max = config['epoch_max']
-    epoch_val, epoch_save = config.get('epoch_val'), config.get('epoch_save')
+@dataclass
+class _Job:
+    """What every stage of a run reads: the config and where and how this process runs."""
+    cfg: TrainConfig
+    save_dir: Path
+    device: torch.device
+    amp: bool
+    rank: int
+    world_size: int
+    progress: bool  # this process shows progress bars
+    say: Callable[[str], None]  # one line per event (a no-op on ranks other than 0)
 
-    # -- where the run lives ------------------------------------------------------------------
-    last_path = save_dir / 'epoch-last.pth'
-    resume_from = last_path if resume else config.get('resume')
-    if resume and not last_path.is_file():
-        raise ValueError(f'{save_dir}: nothing to resume (no epoch-last.pth)')
-    if not resume_from and last_path.is_file():
-        raise ValueError(f'{save_dir} already holds a run (epoch-last.pth): pass --resume to '
-                         'continue it, or choose another --name / --save-dir')
-    if is_main:
-        save_dir.mkdir(parents=True, exist_ok=True)
-        with open(save_dir / 'config.yaml', 'w') as f:
-            yaml.safe_dump(config, f, sort_keys=False)
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0  # rank 0 alone validates, logs and saves
 
-    # -- data ---------------------------------------------------------------------------------
+
+@dataclass
+class _State:
+    """What a checkpoint restores: the model and everything that moves it."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: MultiStepLR | None
+    scaler: torch.amp.GradScaler | None
+    epoch_start: int
+    best_val: float
+
+
+def _train(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool, data_root: Any,
+           num_workers: int, train_data: Dataset | None, val_data: Dataset | None
+           ) -> dict[str, Any]:
+    """The run, stage by stage; ``train`` has set up processes and devices."""
+    cfg = job.cfg
+    resume_from = _claim_save_dir(job, config, resume)
     # Seeding before the datasets are built also fixes the model initialisation below. Each
     # process draws its own augmentations (seed + rank); DDP copies rank 0's weights anyway.
-    seed_everything(seed + rank)
+    seed_everything(cfg.seed + job.rank)
+    sampler, train_loader, val_loader = _make_loaders(job, data_root, num_workers,
+                                                      train_data, val_data)
+    state = _start(job, resume_from, train_loader.generator)
+    net = state.model
+    if job.world_size > 1:
+        net = DistributedDataParallel(state.model, device_ids=[job.device.index]
+                                      if job.device.type == 'cuda' else None)
+    writer = _open_tensorboard(job.save_dir) if job.is_main else None
+    bicubic_psnr = None
+    epoch = state.epoch_start - 1
+    for epoch in range(state.epoch_start, cfg.epoch_max + 1):
+        t0, lr = time.time(), state.optimizer.param_groups[0]['lr']
+        sampler.set_epoch(epoch)
+        train_loss = _train_epoch(job, net, state, train_loader, epoch,
+                                  has_checkpoint=epoch > 1 or bool(resume_from))
+        if state.lr_scheduler is not None:
+            state.lr_scheduler.step()
+        rng = _gather_rng_states(job, train_loader.generator)
+        if job.is_main:
+            record: dict[str, Any] = {'epoch': epoch, 'train_loss': train_loss, 'lr': lr}
+            if val_loader is not None and cfg.epoch_val is not None and epoch % cfg.epoch_val == 0:
+                record['val_psnr'] = validate(state.model, val_loader, cfg, cfg.seed, job.progress)
+                if bicubic_psnr is None:  # the same crops every epoch: once is enough
+                    bicubic_psnr = validate(BICUBIC, val_loader, cfg, cfg.seed, job.progress)
+                record['val_psnr_bicubic'] = bicubic_psnr
+                state.model.train()
+            _save(job, state, epoch, record, rng)
+            record['time'] = time.time() - t0
+            _log(job, writer, record)
+        if job.world_size > 1:
+            dist.barrier()  # the others wait while rank 0 validates and saves
+    if writer is not None:
+        writer.close()
+    return {'epoch': epoch, 'best_val_psnr': state.best_val, 'save_dir': str(job.save_dir)}
+
+
+def _claim_save_dir(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool
+                    ) -> Path | str | None:
+    """The checkpoint to start from, if any; refuses to overwrite a run; writes config.yaml."""
+    last_path = job.save_dir / 'epoch-last.pth'
+    resume_from = last_path if resume else job.cfg.resume
+    if resume and not last_path.is_file():
+        raise ValueError(f'{job.save_dir}: nothing to resume (no epoch-last.pth)')
+    if not resume_from and last_path.is_file():
+        raise ValueError(f'{job.save_dir} already holds a run (epoch-last.pth): pass --resume to '
+                         'continue it, or choose another --name / --save-dir')
+    if job.is_main:
+        job.save_dir.mkdir(parents=True, exist_ok=True)
+        # The config as given, key for key (a TrainConfig is written with all its fields).
+        raw = dataclasses.asdict(config) if isinstance(config, TrainConfig) else config
+        with open(job.save_dir / 'config.yaml', 'w') as f:
+            yaml.safe_dump(raw, f, sort_keys=False)
+    return resume_from
+
+
+def _make_loaders(job: _Job, data_root: Any, num_workers: int, train_data: Dataset | None,
+                  val_data: Dataset | None
+                  ) -> tuple[DistributedSampler, DataLoader, DataLoader | None]:
+    """The training sampler and loader, and the validation loader (rank 0, when configured)."""
+    cfg, pin = job.cfg, job.device.type == 'cuda'
     if train_data is None:
         from .data import make_data  # the data pipeline is needed only for config datasets
-        train_data = make_data(config['train_dataset'], data_root=data_root)
-    if val_data is None and config.get('val_dataset') and is_main:  # rank 0 validates
+        train_data = make_data(cfg.train_dataset, data_root=data_root)
+    if val_data is None and cfg.val_dataset and job.is_main:  # rank 0 validates
         from .data import make_data
-        val_data = make_data(config['val_dataset'], data_root=data_root)
-    batch_size = config['train_dataset']['batch_size']
-    if batch_size % world_size:
+        val_data = make_data(cfg.val_dataset, data_root=data_root)
+    batch_size = cfg.train_dataset['batch_size']
+    if batch_size % job.world_size:
         raise ValueError(f'the batch size {batch_size} does not split evenly over '
-                         f'{world_size} processes')
-    if num_workers is None:
-        num_workers = min(int(config.get('num_workers', 8)), os.cpu_count() or 1)
+                         f'{job.world_size} processes')
     # One sampler for one process or many: a permutation from (seed, epoch), rank r taking
     # every world_size-th index, so the ranks' batches together are the single-process batch.
-    sampler = DistributedSampler(train_data, num_replicas=world_size, rank=rank, shuffle=True,
-                                 seed=seed)
-    loader_generator = torch.Generator().manual_seed(seed + rank)  # worker seeds per epoch
-    train_loader = DataLoader(train_data, batch_size=batch_size // world_size, sampler=sampler,
-                              num_workers=num_workers, worker_init_fn=seed_worker,
-                              generator=loader_generator, pin_memory=device.type == 'cuda')
+    sampler = DistributedSampler(train_data, num_replicas=job.world_size, rank=job.rank,
+                                 shuffle=True, seed=cfg.seed)
+    loader_generator = torch.Generator().manual_seed(cfg.seed + job.rank)  # worker seeds
+    train_loader = DataLoader(train_data, batch_size=batch_size // job.world_size,
+                              sampler=sampler, num_workers=num_workers,
+                              worker_init_fn=seed_worker, generator=loader_generator,
+                              pin_memory=pin)
     val_loader = None
-    if val_data is not None and is_main:
-        val_batch_size = (config.get('val_dataset') or {}).get('batch_size', batch_size)
-        val_loader = DataLoader(val_data, batch_size=val_batch_size,
-                                num_workers=num_workers, worker_init_fn=seed_worker,
-                                generator=torch.Generator(), pin_memory=device.type == 'cuda')
-    say(f'train: {len(train_data)} samples, {len(train_loader)} iterations per epoch'
-        + (f' per process x {world_size}' if world_size > 1 else '')
-        + (f'; val: {len(val_data)} samples' if val_loader is not None else ''))
+    if val_data is not None and job.is_main:
+        val_batch_size = (cfg.val_dataset or {}).get('batch_size', batch_size)
+        val_loader = DataLoader(val_data, batch_size=val_batch_size, num_workers=num_workers,
+                                worker_init_fn=seed_worker, generator=torch.Generator(),
+                                pin_memory=pin)
+    job.say(f'train: {len(train_data)} samples, {len(train_loader)} iterations per epoch'
+            + (f' per process x {job.world_size}' if job.world_size > 1 else '')
+            + (f'; val: {len(val_data)} samples' if val_loader is not None else ''))
+    return sampler, train_loader, val_loader
 
-    # -- model, optimizer, schedule -------------------------------------------------------------
-    ckpt = None
+
+def _start(job: _Job, resume_from: Path | str | None,
+           loader_generator: torch.Generator) -> _State:
+    """A fresh model (the config's init) or the checkpoint's, with optimizer and schedule."""
+    cfg, ckpt = job.cfg, None
     if resume_from:
         try:
             ckpt = torch.load(resume_from, map_location='cpu', weights_only=True)
         except Exception as e:  # unreadable: report the file, as load_model does
             raise CheckpointError(f'{resume_from}: cannot resume from it ({e})') from None
-        model = load_model(ckpt).to(device).train()
+        model = load_model(ckpt).to(job.device).train()
         optimizer = make_optimizer(model.parameters(), ckpt['optimizer'])
         optimizer.load_state_dict(ckpt['optimizer']['sd'])
         epoch_start = ckpt['epoch'] + 1
     else:
-        model = apply_init(make_model(config['model']), config.get('init')).to(device).train()
-        optimizer = make_optimizer(model.parameters(), config['optimizer'])
+        model = apply_init(make_model(cfg.model), cfg.init).to(job.device).train()
+        optimizer = make_optimizer(model.parameters(), cfg.optimizer)
         epoch_start = 1
     lr_scheduler = None
-    if config.get('multi_step_lr') is not None:
-        lr_scheduler = MultiStepLR(optimizer, **config['multi_step_lr'])
+    if cfg.multi_step_lr is not None:
+        lr_scheduler = MultiStepLR(optimizer, **cfg.multi_step_lr)
         # The restored optimizer already holds the decayed learning rate; only the epoch
         # count is set (the official resume steps the schedule again, decaying twice).
         lr_scheduler.last_epoch = epoch_start - 1
-    scaler = torch.amp.GradScaler('cuda') if amp else None
-    best_val = -math.inf
+    scaler = torch.amp.GradScaler('cuda') if job.amp else None
+    state = _State(model, optimizer, lr_scheduler, scaler, epoch_start, -math.inf)
     if ckpt is not None:
-        best_val = ckpt.get('best_val_psnr', best_val)
-        states = ckpt.get('rng')
-        if states is not None and len(states) == world_size:
-            set_rng_state(states[rank], loader_generator)
+        state.best_val = ckpt.get('best_val_psnr', state.best_val)
+        rng = ckpt.get('rng')
+        if rng is not None and len(rng) == job.world_size:
+            set_rng_state(rng[job.rank], loader_generator)
         else:
-            say('resume: the checkpoint has no random state for this number of processes; '
-                'reseeding, so the run will not repeat an uninterrupted one exactly')
-            seed_everything(seed + rank + 1000 * epoch_start)
+            job.say('resume: the checkpoint has no random state for this number of processes; '
+                    'reseeding, so the run will not repeat an uninterrupted one exactly')
+            seed_everything(cfg.seed + job.rank + 1000 * epoch_start)
         if scaler is not None and 'grad_scaler' in ckpt:
             scaler.load_state_dict(ckpt['grad_scaler'])
     n_params = sum(p.numel() for p in model.parameters())
-    say(f'model: {n_params / 1e6:.2f}M parameters; epochs {epoch_start}..{epoch_max}')
-    net = model
-    if world_size > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda'
-                                      else None)
-    inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, device)
+    job.say(f'model: {n_params / 1e6:.2f}M parameters; epochs {epoch_start}..{cfg.epoch_max}')
+    return state
+
+
+def _train_epoch(job: _Job, net: nn.Module, state: _State, loader: DataLoader, epoch: int,
+                 has_checkpoint: bool) -> float:
+    """One pass over the training set (Adam, L1 on normalised targets): the mean loss."""
+    inp_sub, inp_div, gt_sub, gt_div = norm_tensors(job.cfg.data_norm, job.device)
     loss_fn = nn.L1Loss()
-    writer = _open_tensorboard(save_dir) if is_main else None
-    bicubic_psnr = None
-    epoch = epoch_start - 1
+    net.train()
+    loss_sum, n_steps = 0.0, 0
+    bar = tqdm(loader, desc=f'epoch {epoch}/{job.cfg.epoch_max}', leave=False,
+               disable=not job.progress)
+    for step, batch in enumerate(bar, start=1):
+        batch = {k: v.to(job.device, non_blocking=True) for k, v in batch.items()}
+        inp = (batch['inp'] - inp_sub) / inp_div
+        gt = (batch['gt'] - gt_sub) / gt_div
+        with torch.autocast(job.device.type, dtype=torch.float16, enabled=job.amp):
+            pred = net(inp, batch['coord'], batch['cell'])  # LIIF's default, fast decoding
+        loss = loss_fn(pred.float(), gt)
+        # All processes see the same mean loss (one all-reduce), so all stop together.
+        mean_loss = loss.detach().clone()
+        if job.world_size > 1:
+            dist.all_reduce(mean_loss)
+            mean_loss /= job.world_size
+        mean_loss = mean_loss.item()
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f'loss is {mean_loss} at epoch {epoch}, step {step} of {len(loader)}; stopped. '
+                + (f"{job.save_dir / 'epoch-last.pth'} holds the last good weights "
+                   f'(epoch {epoch - 1})' if has_checkpoint else 'No checkpoint was written yet'))
+        state.optimizer.zero_grad(set_to_none=True)
+        if state.scaler is None:
+            loss.backward()
+            state.optimizer.step()
+        else:  # float16 gradients are scaled up to stay representable, then back down
+            state.scaler.scale(loss).backward()
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        loss_sum += mean_loss
+        n_steps += 1
+        bar.set_postfix(loss=f'{mean_loss:.4f}')
+    return loss_sum / max(n_steps, 1)
 
-    for epoch in range(epoch_start, epoch_max + 1):
-        t0 = time.time()
-        lr = optimizer.param_groups[0]['lr']
-        sampler.set_epoch(epoch)
 
-        # -- one pass over the training set ---------------------------------------------------
-        net.train()
-        loss_sum, n_steps = 0.0, 0
-        bar = tqdm(train_loader, desc=f'epoch {epoch}/{epoch_max}', leave=False,
-                   disable=not progress)
-        for step, batch in enumerate(bar, start=1):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            inp = (batch['inp'] - inp_sub) / inp_div
-            gt = (batch['gt'] - gt_sub) / gt_div
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                pred = net(inp, batch['coord'], batch['cell'])  # LIIF's default, fast decoding
-            loss = loss_fn(pred.float(), gt)
-            # All processes see the same mean loss (one all-reduce), so all stop together.
-            mean_loss = loss.detach().clone()
-            if world_size > 1:
-                dist.all_reduce(mean_loss)
-                mean_loss /= world_size
-            mean_loss = mean_loss.item()
-            if not math.isfinite(mean_loss):
-                raise TrainingDiverged(
-                    f'loss is {mean_loss} at epoch {epoch}, step {step} of '
-                    f'{len(train_loader)}; stopped. '
-                    + (f'{last_path} holds the last good weights (epoch {epoch - 1})'
-                       if epoch > 1 or resume_from else 'No checkpoint was written yet'))
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:  # float16 gradients are scaled up to stay representable, then back down
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            loss_sum += mean_loss
-            n_steps += 1
-            bar.set_postfix(loss=f'{mean_loss:.4f}')
-        if lr_scheduler is not None:
-            lr_scheduler.step()
-        train_loss = loss_sum / max(n_steps, 1)
-        states = [rng_state(loader_generator)]
-        if world_size > 1:  # every process's random state goes into rank 0's checkpoint
-            gathered: list[Any] = [None] * world_size
-            dist.all_gather_object(gathered, states[0])
-            states = gathered
+def _gather_rng_states(job: _Job, loader_generator: torch.Generator) -> list[dict[str, Any]]:
+    """Every process's random state, for rank 0's checkpoint."""
+    states = [rng_state(loader_generator)]
+    if job.world_size > 1:
+        gathered: list[Any] = [None] * job.world_size
+        dist.all_gather_object(gathered, states[0])
+        states = gathered
+    return states
 
-        # -- validation, checkpoints and logs (rank 0) ---------------------------------------
-        if is_main:
-            record: dict[str, Any] = {'epoch': epoch, 'train_loss': train_loss, 'lr': lr}
-            if val_loader is not None and epoch_val is not None and epoch % epoch_val == 0:
-                record['val_psnr'] = validate(model, val_loader, config, seed, progress)
-                if bicubic_psnr is None:  # the same crops every epoch: once is enough
-                    bicubic_psnr = validate('bicubic', val_loader, config, seed, progress)
-                record['val_psnr_bicubic'] = bicubic_psnr
-                model.train()
-            extra = {'optimizer': {**config['optimizer'], 'sd': optimizer.state_dict()},
-                     'epoch': epoch, 'rng': states}
-            is_best = record.get('val_psnr', -math.inf) > best_val
-            best_val = max(best_val, record.get('val_psnr', -math.inf))
-            extra['best_val_psnr'] = best_val
-            if scaler is not None:
-                extra['grad_scaler'] = scaler.state_dict()
-            save_model(model, last_path, **extra)
-            if epoch_save is not None and epoch % epoch_save == 0:
-                save_model(model, save_dir / f'epoch-{epoch}.pth', **extra)
-            if is_best:
-                save_model(model, save_dir / 'epoch-best.pth', **extra)
-            record['time'] = time.time() - t0
-            with open(save_dir / 'log.jsonl', 'a') as f:
-                f.write(json.dumps(record) + '\n')
-            if writer is not None:
-                writer.add_scalar('lr', lr, epoch)
-                writer.add_scalar('loss/train', train_loss, epoch)
-                if 'val_psnr' in record:
-                    writer.add_scalar('psnr/val', record['val_psnr'], epoch)
-                    writer.add_scalar('psnr/val_bicubic', bicubic_psnr, epoch)
-                writer.flush()
-            say(f'epoch {epoch}/{epoch_max}: loss {train_loss:.4f}, lr {lr:.3g}'
-                + (f', val PSNR {record["val_psnr"]:.2f} dB (bicubic {bicubic_psnr:.2f} dB)'
-                   if 'val_psnr' in record else '')
-                + f', {record["time"]:.1f} s')
-        if world_size > 1:
-            dist.barrier()  # the others wait while rank 0 validates and saves
 
+def _save(job: _Job, state: _State, epoch: int, record: dict[str, Any],
+          rng: list[dict[str, Any]]) -> None:
+    """epoch-last.pth always, epoch-<N>.pth every epoch_save epochs, epoch-best.pth on a new
+    best validation PSNR; each with what a bit-exact resume needs."""
+    cfg = job.cfg
+    extra = {'optimizer': {**cfg.optimizer, 'sd': state.optimizer.state_dict()},
+             'epoch': epoch, 'rng': rng}
+    is_best = record.get('val_psnr', -math.inf) > state.best_val
+    state.best_val = max(state.best_val, record.get('val_psnr', -math.inf))
+    extra['best_val_psnr'] = state.best_val
+    if state.scaler is not None:
+        extra['grad_scaler'] = state.scaler.state_dict()
+    save_model(state.model, job.save_dir / 'epoch-last.pth', **extra)
+    if cfg.epoch_save is not None and epoch % cfg.epoch_save == 0:
+        save_model(state.model, job.save_dir / f'epoch-{epoch}.pth', **extra)
+    if is_best:
+        save_model(state.model, job.save_dir / 'epoch-best.pth', **extra)
+
+
+def _log(job: _Job, writer: Any, record: dict[str, Any]) -> None:
+    """One line of log.jsonl, TensorBoard scalars, and one line for the user."""
+    with open(job.save_dir / 'log.jsonl', 'a') as f:
+        f.write(json.dumps(record) + '\n')
+    epoch, lr, loss = record['epoch'], record['lr'], record['train_loss']
     if writer is not None:
-        writer.close()
-    return {'epoch': epoch, 'best_val_psnr': best_val, 'save_dir': str(save_dir)}
+        writer.add_scalar('lr', lr, epoch)
+        writer.add_scalar('loss/train', loss, epoch)
+        if 'val_psnr' in record:
+            writer.add_scalar('psnr/val', record['val_psnr'], epoch)
+            writer.add_scalar('psnr/val_bicubic', record['val_psnr_bicubic'], epoch)
+        writer.flush()
+    job.say(f'epoch {epoch}/{job.cfg.epoch_max}: loss {loss:.4f}, lr {lr:.3g}'
+            + (f', val PSNR {record["val_psnr"]:.2f} dB (bicubic '
+               f'{record["val_psnr_bicubic"]:.2f} dB)' if 'val_psnr' in record else '')
+            + f', {record["time"]:.1f} s')
 
 
 # -- command line: liif train ------------------------------------------------------------------

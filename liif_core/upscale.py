@@ -19,31 +19,30 @@ Book: chapter 7, "Playground", upscales photos with this module.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import math
 import os
 import signal
-import struct
 import sys
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence, Union
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_write
 from .coords import make_coord
+from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits, from_pil, open_image,
+                      output_format, quantise, to_pil, to_source)
 from .liif import LIIF
 from .pretrained import DEFAULT_MODEL, load_pretrained, resolve_model
+from .render import output_size
 
-ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
-
-# Largest side each output format can store: PNG sides are 31-bit, JPEG 16-bit, WebP 14-bit.
-MAX_SIDE = {'PNG': 2**31 - 1, 'JPEG': 65535, 'WEBP': 16383}
 # Output pixels decoded per band by default: a band's coordinates, cells and predictions then
 # take a few MiB, and its latent rows are many more than the 4 margin rows recomputed per band.
 BAND_PIXELS = 2**18
@@ -53,135 +52,19 @@ BAND_PIXELS = 2**18
 ENCODER_TILE_PIXELS = 2**17
 # Grayscale is decoded as RGB and converted back with the ITU-R 601-2 luma weights (PIL's 'L').
 LUMA = (0.299, 0.587, 0.114)
-# PIL modes holding 16-bit grayscale (16-bit PNGs open as one of them).
-GRAY16_MODES = ('I;16', 'I;16B', 'I;16L', 'I')
-
-
-# -- output size -------------------------------------------------------------------------------
-
-def output_size(h: int, w: int, size: Sequence[int] | None = None,
-                scale: float | Sequence[float] | None = None) -> tuple[int, int]:
-    """The (H, W) of the result: ``size`` itself, or ``round(h * s_row), round(w * s_col)``.
-
-    Args:
-        h, w: input size.
-        size: (H, W), positive integers.
-        scale: one factor for both axes, or a (row, col) pair; any finite positive number
-            (below 1 shrinks). Rounding is Python's ``round`` (halves to even), as the official
-            evaluation does; a side never drops below 1 pixel.
-
-    Returns:
-        (H, W).
-    """
-    if (size is None) == (scale is None):
-        raise ValueError('give exactly one of size=(H, W) or scale')
-    if size is not None:
-        if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
-            raise ValueError(f'size must be two positive integers (H, W), got {size!r}')
-        return int(size[0]), int(size[1])
-    pair = (scale, scale) if isinstance(scale, (int, float)) else tuple(scale)
-    if len(pair) != 2:
-        raise ValueError(f'scale must be a number or a (row, col) pair, got {scale!r}')
-    out = []
-    for n, s in zip((h, w), pair):
-        if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
-            raise ValueError(f'scale must be a finite number above 0, got {s!r}')
-        if not math.isfinite(n * s):
-            raise ValueError(f'scale {s!r} gives an output too large to represent')
-        out.append(max(1, round(n * s)))
-    return out[0], out[1]
-
-
-# -- inputs ------------------------------------------------------------------------------------
-
-@dataclass
-class _Source:
-    """An input image as the decoder needs it, and what the output must look like."""
-    values: torch.Tensor  # (C, h, w) float32 in [0, 1]; C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
-    bits: int  # 8 or 16: precision of the result
-    icc_profile: bytes | None = None
-    mode: str | None = None  # PIL mode of the result, for PIL inputs
-
-    @property
-    def gray(self) -> bool:
-        return self.values.shape[0] <= 2
-
-    @property
-    def has_alpha(self) -> bool:
-        return self.values.shape[0] in (2, 4)
-
-
-def _from_array(array: np.ndarray) -> _Source:
-    """(h, w) or (h, w, C) uint8/uint16 with C in 1..4 -> ``_Source``."""
-    if array.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f'arrays must be uint8 or uint16, got {array.dtype}')
-    if array.ndim == 2:
-        array = array[:, :, None]  # (h, w, 1)
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
-        raise ValueError(f'arrays must be (H, W) or (H, W, C) with C in 1..4, got {array.shape}')
-    bits = 8 * array.itemsize
-    values = torch.from_numpy(array.astype(np.float32) / (2**bits - 1)).permute(2, 0, 1)
-    return _Source(values.contiguous(), bits)  # (C, h, w)
-
-
-def _from_pil(image: Image.Image) -> _Source:
-    """A PIL image, upright by its EXIF orientation, in a mode the decoder can take."""
-    icc_profile = image.info.get('icc_profile')
-    image = ImageOps.exif_transpose(image)
-    mode = image.mode
-    if mode in GRAY16_MODES:
-        # Mode 'I' is 32-bit; from a 16-bit PNG its values are 0..65535.
-        array = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
-        return _Source(_from_array(array).values, 16, icc_profile, mode)
-    if mode in ('P', 'PA'):
-        # Palette images come back as RGB, or RGBA when a palette entry is transparent.
-        transparent = mode == 'PA' or 'transparency' in image.info
-        mode = 'RGBA' if transparent else 'RGB'
-    elif mode not in ('L', 'LA', 'RGB', 'RGBA'):
-        # Bilevel and premultiplied modes keep their channels; CMYK, YCbCr, LAB, HSV, F, ...
-        # become RGB.
-        mode = {'1': 'L', 'La': 'LA', 'RGBa': 'RGBA'}.get(mode, 'RGB')
-    array = np.asarray(image.convert(mode))
-    return _Source(_from_array(array).values, 8, icc_profile, mode)
-
-
-def _from_tensor(tensor: torch.Tensor) -> _Source:
-    if not tensor.is_floating_point() or tensor.dim() != 3 or tensor.shape[0] not in (1, 2, 3, 4):
-        raise ValueError('tensors must be float (C, H, W) in [0, 1] with C in 1..4, got '
-                         f'{tensor.dtype} {tuple(tensor.shape)}')
-    # Tensors are returned as floats; bits only sets the precision of a file written from them.
-    return _Source(tensor.detach().float().clamp(0, 1), 16)
-
-
-def _source(image: ImageLike) -> _Source:
-    if isinstance(image, Image.Image):
-        return _from_pil(image)
-    if isinstance(image, np.ndarray):
-        return _from_array(image)
-    if isinstance(image, torch.Tensor):
-        return _from_tensor(image)
-    raise TypeError(f'expected a PIL image, a numpy array or a tensor, got {type(image).__name__}')
-
-
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully read an image file; any problem becomes a one-line ``ValueError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f'{path}: no such file')
-    try:
-        with Image.open(path) as image:
-            image.load()  # reads every byte, so a truncated file fails here, before decoding
-            return image
-    except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, zlib.error, ...
-        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f'{path}: not a readable image ({detail})') from None
 
 
 # -- decoding ----------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
+def _default_model() -> LIIF:
+    """The shipped weights, read and checked once per process (upscale never changes them)."""
+    return load_pretrained()
+
+
 def _check_model(model: nn.Module | None) -> LIIF:
     if model is None:
-        model = load_pretrained()
+        model = _default_model()
     if not isinstance(model, LIIF) or model.imnet is None:
         raise ValueError(f'upscale needs a LIIF model with a decoder, got {type(model).__name__}')
     if not hasattr(model.encoder, 'receptive_radius'):
@@ -273,7 +156,7 @@ def _alpha_band(alpha: Image.Image, r0: int, r1: int, H: int, W: int) -> np.ndar
     return np.clip(np.asarray(band), 0, 1)  # (n, W)
 
 
-def _bands(model: LIIF, source: _Source, H: int, W: int, tile_rows: int | None,
+def _bands(model: LIIF, source: Source, H: int, W: int, tile_rows: int | None,
            encoder_tile_rows: int | None, progress: bool | None,
            device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
     """The output of ``source`` at (H, W), band by band: (r0, (n, W, C) float in [0, 1])."""
@@ -306,37 +189,16 @@ def _bands(model: LIIF, source: _Source, H: int, W: int, tile_rows: int | None,
             yield r0, band
 
 
-def _quantise(band: torch.Tensor, bits: int) -> np.ndarray:
-    """[0, 1] floats -> unsigned integers of ``bits`` bits, rounding to nearest."""
-    top = 2**bits - 1
-    dtype = np.uint8 if bits == 8 else np.uint16
-    return np.rint(band.cpu().numpy() * top).astype(dtype)
-
-
 # -- the public entry points -------------------------------------------------------------------
 
-def _memory_limit() -> int | None:
-    """Half the machine's physical memory, the most an in-memory result may take."""
-    try:
-        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _check_fits(H: int, W: int, channels: int, bytes_per_value: int) -> None:
-    need, limit = H * W * channels * bytes_per_value, _memory_limit()
-    if limit is not None and need > limit:
-        raise ValueError(f'a {H}x{W} result needs {need / 2**30:.1f} GiB, more than half of this '
-                         "machine's memory; write it to a .png file with upscale_file, which "
-                         'streams rows to disk')
-
-
-def _model_device(model: LIIF, device: torch.device | str | None) -> torch.device:
+def _on_device(model: LIIF, device: torch.device | str | None) -> tuple[LIIF, torch.device]:
+    """The model on ``device`` (default: where it is) and that device. A model elsewhere is
+    copied there, so that the caller's model stays where the caller put it."""
+    current = next(model.parameters()).device
     if device is None:
-        return next(model.parameters()).device
-    device = torch.device(device)
-    model.to(device)
-    return device
+        return model, current
+    device = torch.empty(0, device=device).device  # 'cuda' -> 'cuda:0', as parameters report
+    return (model if device == current else copy.deepcopy(model).to(device)), device
 
 
 def upscale(image: ImageLike, size: Sequence[int] | None = None,
@@ -354,7 +216,8 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
             (Python rounding, at least 1). Exactly one of size and scale.
         model: a LIIF, e.g. ``load_model(path)``; default: the shipped weights
             (``liif_core.pretrained.load_pretrained()``, trained on stand-in photos).
-        device: where to decode; the model is moved there. Default: the model's device.
+        device: where to decode (default: the model's device). A model elsewhere is copied
+            there for the call; the caller's model is never moved.
         tile_rows: output rows decoded per band (default: about 2^18 pixels per band).
         encoder_tile_rows: latent rows per encoder tile (default: about 2^17 pixels).
         progress: show a tqdm bar on long runs; default when stderr is a terminal.
@@ -374,104 +237,31 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         >>> big = upscale(Image.open('photo.jpg'), scale=3.5, model=model)  # doctest: +SKIP
     """
     model = _check_model(model)
-    source = _source(image)
+    source = to_source(image)
     h, w = source.values.shape[1:]
     H, W = output_size(h, w, size, scale)
     C = source.values.shape[0]
-    device = _model_device(model, device)
+    model, device = _on_device(model, device)
     bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device)
     if isinstance(image, torch.Tensor):
-        _check_fits(H, W, C, 4)
+        check_fits(H, W, C, 4)
         out = torch.empty(C, H, W, device=image.device)
         for r0, band in bands:
             out[:, r0:r0 + band.shape[0]] = band.permute(2, 0, 1).to(image.device)
         return out
-    _check_fits(H, W, C, source.bits // 8)
+    check_fits(H, W, C, source.bits // 8)
     array = np.empty((H, W, C), dtype=np.uint8 if source.bits == 8 else np.uint16)
     for r0, band in bands:
-        array[r0:r0 + band.shape[0]] = _quantise(band, source.bits)
+        array[r0:r0 + band.shape[0]] = quantise(band, source.bits)
     if isinstance(image, np.ndarray):
         return array[:, :, 0] if image.ndim == 2 else array
-    return _to_pil(array, source)
-
-
-def _to_pil(array: np.ndarray, source: _Source) -> Image.Image:
-    """(H, W, C) integers -> a PIL image in the source's mode, ICC profile attached."""
-    if source.bits == 16:
-        plane = array[:, :, 0]
-        # int32 planes become mode 'I', uint16 planes 'I;16'.
-        image = Image.fromarray(plane.astype(np.int32) if source.mode == 'I' else plane)
-    else:
-        image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    if source.icc_profile:
-        image.info['icc_profile'] = source.icc_profile
-    return image
-
-
-class PngStream:
-    """A PNG written band by band, so the whole image never has to be in memory.
-
-    Rows use the 'Up' filter (each byte minus the byte above), which is one vectorised
-    subtraction and compresses smooth images well; IDAT chunks hold whatever zlib emits.
-
-    Args:
-        file: a binary file open for writing.
-        height, width: image size.
-        channels: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA.
-        bits: 8 or 16 per channel.
-        icc_profile: stored as an iCCP chunk when given.
-    """
-
-    COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
-    UP_FILTER = 2
-
-    def __init__(self, file: BinaryIO, height: int, width: int, channels: int, bits: int,
-                 icc_profile: bytes | None = None, level: int = 6):
-        self.file, self.rows_left, self.bits = file, height, bits
-        file.write(b'\x89PNG\r\n\x1a\n')
-        self._chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, bits,
-                                         self.COLOR_TYPES[channels], 0, 0, 0))
-        if icc_profile:
-            # Profile name, NUL, compression method 0 (zlib), compressed profile.
-            self._chunk(b'iCCP', b'ICC Profile\x00\x00' + zlib.compress(icc_profile))
-        self._zlib = zlib.compressobj(level)
-        self._above = np.zeros(width * channels * bits // 8, dtype=np.uint8)  # row above, bytes
-
-    def _chunk(self, kind: bytes, data: bytes) -> None:
-        crc = zlib.crc32(kind + data)
-        self.file.write(struct.pack('>I', len(data)) + kind + data + struct.pack('>I', crc))
-
-    def write(self, rows: np.ndarray) -> None:
-        """Append rows (n, W, C) of uint8 or uint16 (stored big-endian)."""
-        big_endian = rows.astype('>u2' if self.bits == 16 else np.uint8)
-        data = big_endian.reshape(rows.shape[0], -1).view(np.uint8)  # (n, W*C*bytes)
-        above = np.concatenate([self._above[None], data[:-1]])  # (n, W*C*bytes)
-        filtered = data - above  # uint8 arithmetic wraps modulo 256, as PNG specifies
-        lines = np.concatenate([np.full((len(data), 1), self.UP_FILTER, np.uint8), filtered], 1)
-        compressed = self._zlib.compress(lines.tobytes())
-        if compressed:
-            self._chunk(b'IDAT', compressed)
-        self._above = data[-1].copy()
-        self.rows_left -= len(data)
-
-    def close(self) -> None:
-        if self.rows_left != 0:
-            raise ValueError(f'PNG incomplete: {self.rows_left} rows were never written')
-        self._chunk(b'IDAT', self._zlib.flush())
-        self._chunk(b'IEND', b'')
-
-
-def _format_of(path: Path) -> str:
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f'{path}: unknown output format {path.suffix!r}; use .png or .jpg')
-    return fmt
+    return to_pil(array, source)
 
 
 @dataclass
 class _FileJob:
     """An input read and checked against an output path, ready to decode."""
-    source: _Source
+    source: Source
     out_path: Path
     fmt: str  # PIL format name of the output
     size: tuple[int, int]  # (H, W)
@@ -483,12 +273,12 @@ def _plan(in_path: str | os.PathLike, out_path: str | os.PathLike,
           quality: int) -> _FileJob:
     """Every check that needs no model, so bad input fails before any weights are read."""
     out_path = Path(out_path)
-    fmt = _format_of(out_path)
+    fmt = output_format(out_path)
     if not out_path.parent.is_dir():
         raise ValueError(f'{out_path.parent}: no such directory for the output')
     if not 1 <= quality <= 100:
         raise ValueError(f'quality must be in 1..100, got {quality}')
-    source = _from_pil(open_image(in_path))
+    source = from_pil(open_image(in_path))
     H, W = output_size(*source.values.shape[1:], size, scale)
     limit = MAX_SIDE.get(fmt)
     if limit is not None and max(H, W) > limit:
@@ -508,13 +298,13 @@ def _write(job: _FileJob, model: LIIF, device: torch.device, tile_rows: int | No
         if job.fmt == 'PNG':
             png = PngStream(file, H, W, C, source.bits, source.icc_profile)
             for _, band in bands:
-                png.write(_quantise(band, source.bits))
+                png.write(quantise(band, source.bits))
             png.close()
         else:
-            _check_fits(H, W, C, 1)
+            check_fits(H, W, C, 1)
             array = np.empty((H, W, C), dtype=np.uint8)
             for r0, band in bands:
-                array[r0:r0 + band.shape[0]] = _quantise(band, 8)
+                array[r0:r0 + band.shape[0]] = quantise(band, 8)
             image = Image.fromarray(array[:, :, 0] if C == 1 else array)
             extra = {'icc_profile': source.icc_profile} if source.icc_profile else {}
             image.save(file, format=job.fmt, quality=job.quality, **extra)
@@ -547,7 +337,8 @@ def upscale_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
     """
     model = _check_model(model)
     job = _plan(in_path, out_path, size, scale, quality)
-    _write(job, model, _model_device(model, device), tile_rows, encoder_tile_rows, progress)
+    model, device = _on_device(model, device)
+    _write(job, model, device, tile_rows, encoder_tile_rows, progress)
     return job.size
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from liif_core import load_model, make_cell, make_coord
-from liif_core.evaluate import PAPER_DATA_NORM, load_images, make_test_pair, predict
+from liif_core import load_model
+from liif_core.evaluate import load_images, make_test_pair
+from liif_core.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / 'book' / 'results' / 'ablation' / 'crops'
@@ -30,10 +31,7 @@ def main() -> None:
         model = load_model(ROOT / 'save' / 'ablation' / f'{variant}-seed0' / 'epoch-last.pth')
         for scale in SCALES:
             lr, hr = make_test_pair(region, scale)
-            H, W = hr.shape[-2:]
-            coord = make_coord((H, W)).unsqueeze(0)
-            pred = predict(model, lr.unsqueeze(0), coord, make_cell(coord, (H, W)),
-                           PAPER_DATA_NORM, 30000).view(H, W, 3)
+            pred = render(model, lr, hr.shape[-2:]).permute(1, 2, 0)  # (H, W, 3)
             pixels = (pred * 255).round().byte().numpy()
             Image.fromarray(pixels).save(OUT / f'{variant}-x{scale}.png')
     print(f'{name}: crops in {OUT}')

@@ -63,7 +63,7 @@ def cached_first_epoch() -> dict[str, float]:
 
 
 def _sweep_row(file: str):
-    from liif_core.evaluate import read_json
+    from liif_core.report import read_json
     rows, meta = read_json(RESULTS / file)
     name, scale = SWEEP_CHECKS[file]
     row = next(r for r in rows if r.scale == scale)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from liif_core.configs import load_config
-from liif_core.evaluate import read_json
+from liif_core.report import read_json
 
 from kernel_paths import cached_first_epoch, first_epoch, tolerance
 

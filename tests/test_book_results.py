@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from liif_core.evaluate import read_json
+from liif_core.report import read_json
 from liif_core.pretrained import file_sha256, get_pretrained
 
 from kernel_paths import SWEEP_CHECKS, cached_sweep_entry, sweep_entry, tolerance

@@ -11,6 +11,7 @@ from PIL import Image
 from liif_core import make_model
 from liif_core.configs import find_config, list_configs, load_config
 from liif_core.data import DATASETS, make_data
+from liif_core.train_config import ConfigError, TrainConfig
 
 torch.set_num_threads(2)
 
@@ -154,3 +155,21 @@ def test_cpu_configs_build_on_standin_layout(name, tmp_path):
         with torch.no_grad():
             pred = model((batch['inp'] - 0.5) / 0.5, batch['coord'], batch['cell'])
         assert pred.shape == batch['gt'].shape
+
+
+@pytest.mark.parametrize('name', [n for n in ALL if 'epoch_max' in load_config(n)])
+def test_every_training_config_is_a_train_config(name):
+    config = load_config(name)
+    cfg = TrainConfig.from_dict(config)
+    assert cfg.epoch_max == config['epoch_max'] and cfg.model == config['model']
+
+
+def test_train_config_names_every_bad_key_at_once():
+    config = load_config('train-div2k/train_edsr-baseline-liif')
+    del config['model'], config['epoch_max']
+    config.update(epochs=10, lr=1e-4)
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.from_dict(config)
+    for part in ("missing key 'model'", "missing key 'epoch_max'", "unknown key 'epochs'",
+                 "unknown key 'lr'"):
+        assert part in str(error.value)

@@ -13,8 +13,9 @@ from torch.utils.data import DataLoader
 from liif_core import make_cell, make_coord, make_model, resize_fn, save_model
 from liif_core.cli import main as cli_main
 from liif_core.data import SRImplicitDownsampled
-from liif_core.evaluate import (bicubic_predict, evaluate, evaluate_scales, format_table,
-                                make_test_pair, write_csv)
+from liif_core.evaluate import evaluate, evaluate_scales, make_test_pair
+from liif_core.render import BICUBIC
+from liif_core.report import format_table, write_csv
 
 TINY_MODEL = {'name': 'liif', 'args': {
     'encoder_spec': {'name': 'edsr-baseline',
@@ -109,10 +110,10 @@ def test_bicubic_prediction_is_resize_fn_at_the_queries():
     lr = torch.from_numpy(random_image(7, 9, 3)).permute(2, 0, 1).float()
     H, W = 17, 25  # a non-integer, per-axis upscale
     coord = make_coord((H, W))
-    up = bicubic_predict(lr[None], coord[None], make_cell(coord, (H, W))[None])[0]  # (Q, 3)
+    up = BICUBIC(lr[None], coord[None], make_cell(coord, (H, W))[None])[0]  # (Q, 3)
     assert torch.equal(up.t().reshape(3, H, W), resize_fn(lr, (H, W)))
     keep = torch.randperm(H * W)[:50]  # sampled queries, as in validation
-    sub = bicubic_predict(lr[None], coord[keep][None], make_cell(coord[keep], (H, W))[None])[0]
+    sub = BICUBIC(lr[None], coord[keep][None], make_cell(coord[keep], (H, W))[None])[0]
     assert torch.equal(sub, up[keep])
 
 

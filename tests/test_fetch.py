@@ -17,7 +17,8 @@ from PIL import Image
 
 from liif_core.cli import main
 from liif_core.data import photos
-from liif_core.data.fetch import FetchError, download, extract, fetch, load_manifest, manifest_names
+from liif_core.data.download import FetchError, download
+from liif_core.data.fetch import extract, fetch, load_manifest, manifest_names
 
 torch.set_num_threads(2)
 

@@ -100,5 +100,9 @@ def test_paper_tables_lookup():
     assert paper.paper_psnr('LIIF(-c)', 2, table='table3') == 34.53
     with pytest.raises(ValueError, match='no row'):
         paper.paper_psnr('SwinIR', 2)
-    for rows, scales in ((paper.TABLE1, paper.TABLE1_SCALES), (paper.TABLE3, paper.TABLE3_SCALES)):
+    assert paper.paper_psnr('RDN-LIIF', 8, table='table2', dataset='Urban100') == 22.79
+    with pytest.raises(ValueError, match='table2 needs a dataset'):
+        paper.paper_psnr('RDN-LIIF', 2, table='table2')
+    for rows, scales in ((paper.TABLE1, paper.TABLE1_SCALES), (paper.TABLE3, paper.TABLE3_SCALES),
+                         *((rows, paper.TABLE2_SCALES) for rows in paper.TABLE2.values())):
         assert all(len(v) == len(scales) for v in rows.values())

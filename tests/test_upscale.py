@@ -1,6 +1,7 @@
 """upscale / upscale_file: tiled == untiled decoding, output sizes, modes, PNG streaming."""
 import io
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -10,8 +11,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 import liif_core
-from liif_core import LIIF, load_model, make_cell, make_coord
-from liif_core.upscale import PngStream, output_size, upscale, upscale_file
+from liif_core import LIIF, load_model
+from liif_core.render import output_size, render
+from liif_core.upscale import PngStream, upscale, upscale_file
 
 TINY_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
                                                 'no_upsampling': True}}
@@ -39,11 +41,7 @@ def smooth(h, w, channels=3, seed=0):
 
 def untiled(model, img, H, W):
     """The straightforward decoding: whole feature map, every query at once, in [0, 1]."""
-    with torch.no_grad():
-        feat = model.encoder(((img - 0.5) / 0.5).unsqueeze(0))
-        coord = make_coord((H, W)).unsqueeze(0)
-        pred = model.decode(feat, coord, make_cell(coord, (H, W)))
-    return (pred * 0.5 + 0.5).clamp(0, 1)[0].view(H, W, 3).permute(2, 0, 1)  # (3, H, W)
+    return render(model, img, (H, W), bsize=None)  # (3, H, W)
 
 
 def read_image(path):
@@ -265,3 +263,22 @@ def test_png_stream_refuses_missing_rows():
     png.write(np.zeros((3, 3, 3), np.uint8))
     with pytest.raises(ValueError, match='1 rows'):
         png.close()
+
+
+def test_the_shipped_weights_are_read_once(monkeypatch):
+    module = sys.modules['liif_core.upscale']  # the package attribute is the function
+    module._default_model.cache_clear()
+    calls = []
+    real = module.load_pretrained
+    monkeypatch.setattr(module, 'load_pretrained', lambda: calls.append(1) or real())
+    for _ in range(2):
+        upscale(smooth(4, 5), scale=2)
+    assert len(calls) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_device_leaves_the_callers_model_where_it_was(tiny):
+    out = upscale(smooth(6, 7), scale=2, model=tiny, device='cuda')
+    assert next(tiny.parameters()).device.type == 'cpu'
+    torch.testing.assert_close(out, upscale(smooth(6, 7), scale=2, model=tiny),
+                               rtol=0, atol=1e-4)

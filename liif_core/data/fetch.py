@@ -1,4 +1,4 @@
-"""Downloads: ``liif data fetch NAME [--root DIR]`` and the verified, resumable downloader.
+"""Datasets by name: ``liif data fetch NAME [--root DIR]``.
 
 Every dataset is described by a manifest shipped with the package (``manifests/<name>.json``):
 where its files come from, their checksums and how they unpack. Files land under the data root
@@ -19,27 +19,19 @@ them. Where no checksum is published, the sha256 of the first download is record
 from __future__ import annotations
 
 import argparse
-import hashlib
-import http.client
 import json
 import os
 import tarfile
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 from importlib import resources
 from typing import Any
 
-from tqdm import tqdm
-
+from .download import FetchError, download, file_digest
+from .photos import fetch_debian_photos, fetch_pip_photos
 from .specs import DEFAULT_DATA_ROOT
+
 LOCK_FILE = 'fetch-lock.json'
-CHUNK = 1 << 20
-
-
-class FetchError(OSError):
-    """A download or unpacking step failed; the message says what to do."""
 
 
 def manifest_names() -> list[str]:
@@ -57,101 +49,6 @@ def load_manifest(name: str) -> dict[str, Any]:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(manifest_names())}")
     text = (resources.files('liif_core.data') / 'manifests' / f'{name}.json').read_text()
     return json.loads(text)
-
-
-def file_digest(path: str, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(CHUNK), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
-def download(url: str, dest: str, size: int | None = None, md5: str | None = None,
-             sha256: str | None = None, timeout: float = 60.0, progress: bool = True) -> str:
-    """Download ``url`` to ``dest``, resuming a previous ``dest.part`` and verifying the result.
-
-    Args:
-        url: http(s) or file URL.
-        dest: final path; it appears only after the whole file arrived and verified.
-        size, md5, sha256: expected values, each checked when given.
-        timeout: seconds without progress before the connection is given up.
-        progress: show a tqdm bar.
-
-    Returns:
-        dest.
-
-    Raises:
-        FetchError: the host is unreachable, the server answers an error (e.g. 404), the
-            transfer is interrupted (the ``.part`` is kept for a resume), or the file does not
-            match a checksum (the ``.part`` is deleted, so the next run starts afresh).
-    """
-    part = dest + '.part'
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-    have = os.path.getsize(part) if os.path.exists(part) else 0
-    if size is None or have < size:
-        response = _open(url, have, timeout)
-        if response is not None:
-            with response:
-                _receive(response, url, part, have, size, progress)
-    _verify(part, url, size, md5, sha256)
-    os.replace(part, dest)
-    return dest
-
-
-def _open(url: str, have: int, timeout: float) -> Any:
-    """The HTTP response for ``url`` from byte ``have`` on; None if nothing is left to get."""
-    request = urllib.request.Request(url, headers={'User-Agent': 'liif_core'})
-    if have:
-        request.add_header('Range', f'bytes={have}-')
-    try:
-        return urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # nothing past our end: the .part may already be whole
-            return None
-        raise FetchError(f'{url}: HTTP {e.code} {e.reason}') from e
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, 'reason', e)
-        raise FetchError(f'cannot reach {url}: {reason} (network down or host unreachable?)'
-                         ) from e
-
-
-def _receive(response: Any, url: str, part: str, have: int, size: int | None,
-             progress: bool) -> None:
-    """Write the response body to ``part``, appending when the server honoured our Range."""
-    if have and response.status != 206:
-        have = 0  # the server ignored the Range header: start again
-    length = response.headers.get('Content-Length')
-    total = have + int(length) if length is not None else size
-    with open(part, 'ab' if have else 'wb') as f, \
-            tqdm(total=total, initial=have, unit='B', unit_scale=True,
-                 desc=os.path.basename(url), disable=not progress, leave=False) as bar:
-        try:
-            for block in iter(lambda: response.read(CHUNK), b''):
-                f.write(block)
-                bar.update(len(block))
-        except (OSError, ValueError, http.client.HTTPException) as e:  # reset, timeout, ...
-            raise FetchError(f'{url}: transfer interrupted after {f.tell()} bytes ({e}); run '
-                             f'the same command again to resume') from e
-        received = f.tell()
-    if total is not None and received < total:  # the connection closed early
-        raise FetchError(f'{url}: transfer interrupted after {received} of {total} bytes; run '
-                         f'the same command again to resume')
-
-
-def _verify(path: str, url: str, size: int | None, md5: str | None, sha256: str | None) -> None:
-    actual = os.path.getsize(path)
-    problems = []
-    if size is not None and actual != size:
-        problems.append(f'size {actual} != expected {size}')
-    for algorithm, expected in (('md5', md5), ('sha256', sha256)):
-        digest = file_digest(path, algorithm) if expected is not None else None
-        if digest is not None and digest != expected.lower():
-            problems.append(f'{algorithm} {digest} != expected {expected}')
-    if problems:
-        os.remove(path)
-        raise FetchError(f'{url}: checksum mismatch ({"; ".join(problems)}); the file was '
-                         f'deleted, run again to download it afresh')
 
 
 def read_lock(root: str) -> dict[str, str]:
@@ -236,8 +133,6 @@ def fetch_archives(manifest: dict[str, Any], root: str, progress: bool = True) -
 
 def fetch(name: str, root: str = DEFAULT_DATA_ROOT, progress: bool = True) -> str:
     """Fetch a dataset by manifest name (see ``manifest_names``); return its folder."""
-    from .photos import fetch_debian_photos, fetch_pip_photos  # conversion needs resize_fn
-
     manifest = load_manifest(name)
     os.makedirs(root, exist_ok=True)
     kinds = {'archives': fetch_archives, 'debian': fetch_debian_photos, 'pip': fetch_pip_photos}

@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..resize import resize_fn
-from .fetch import FetchError, download, file_digest
+from .download import FetchError, download, file_digest
 from .folders import read_rgb, to_tensor
 
 PIP_NAMES = {'skimage': 'scikit-image'}  # import name -> distribution name, for error messages

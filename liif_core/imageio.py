@@ -1,0 +1,204 @@
+"""Images in and out: PIL images, numpy arrays and tensors as [0, 1] float planes and back,
+16-bit grayscale, alpha and ICC profiles kept, and PNG files written row band by row band.
+
+``upscale`` decodes a ``Source`` and turns the result back into the caller's kind of image;
+``PngStream`` lets ``upscale_file`` write outputs of any size in bounded memory.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
+
+# Largest side each output format can store: PNG sides are 31-bit, JPEG 16-bit, WebP 14-bit.
+MAX_SIDE = {'PNG': 2**31 - 1, 'JPEG': 65535, 'WEBP': 16383}
+# PIL modes holding 16-bit grayscale (16-bit PNGs open as one of them).
+GRAY16_MODES = ('I;16', 'I;16B', 'I;16L', 'I')
+
+
+@dataclass
+class Source:
+    """An input image as the decoder needs it, and what the output must look like."""
+    values: torch.Tensor  # (C, h, w) float32 in [0, 1]; C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+    bits: int  # 8 or 16: precision of the result
+    icc_profile: bytes | None = None
+    mode: str | None = None  # PIL mode of the result, for PIL inputs
+
+    @property
+    def gray(self) -> bool:
+        return self.values.shape[0] <= 2
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.values.shape[0] in (2, 4)
+
+
+def from_array(array: np.ndarray) -> Source:
+    """(h, w) or (h, w, C) uint8/uint16 with C in 1..4 -> ``Source``."""
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'arrays must be uint8 or uint16, got {array.dtype}')
+    if array.ndim == 2:
+        array = array[:, :, None]  # (h, w, 1)
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
+        raise ValueError(f'arrays must be (H, W) or (H, W, C) with C in 1..4, got {array.shape}')
+    bits = 8 * array.itemsize
+    values = torch.from_numpy(array.astype(np.float32) / (2**bits - 1)).permute(2, 0, 1)
+    return Source(values.contiguous(), bits)  # (C, h, w)
+
+
+def from_pil(image: Image.Image) -> Source:
+    """A PIL image, upright by its EXIF orientation, in a mode the decoder can take."""
+    icc_profile = image.info.get('icc_profile')
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in GRAY16_MODES:
+        # Mode 'I' is 32-bit; from a 16-bit PNG its values are 0..65535.
+        array = np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
+        return Source(from_array(array).values, 16, icc_profile, mode)
+    if mode in ('P', 'PA'):
+        # Palette images come back as RGB, or RGBA when a palette entry is transparent.
+        transparent = mode == 'PA' or 'transparency' in image.info
+        mode = 'RGBA' if transparent else 'RGB'
+    elif mode not in ('L', 'LA', 'RGB', 'RGBA'):
+        # Bilevel and premultiplied modes keep their channels; CMYK, YCbCr, LAB, HSV, F, ...
+        # become RGB.
+        mode = {'1': 'L', 'La': 'LA', 'RGBa': 'RGBA'}.get(mode, 'RGB')
+    array = np.asarray(image.convert(mode))
+    return Source(from_array(array).values, 8, icc_profile, mode)
+
+
+def from_tensor(tensor: torch.Tensor) -> Source:
+    if not tensor.is_floating_point() or tensor.dim() != 3 or tensor.shape[0] not in (1, 2, 3, 4):
+        raise ValueError('tensors must be float (C, H, W) in [0, 1] with C in 1..4, got '
+                         f'{tensor.dtype} {tuple(tensor.shape)}')
+    # Tensors are returned as floats; bits only sets the precision of a file written from them.
+    return Source(tensor.detach().float().clamp(0, 1), 16)
+
+
+def to_source(image: ImageLike) -> Source:
+    if isinstance(image, Image.Image):
+        return from_pil(image)
+    if isinstance(image, np.ndarray):
+        return from_array(image)
+    if isinstance(image, torch.Tensor):
+        return from_tensor(image)
+    raise TypeError(f'expected a PIL image, a numpy array or a tensor, got {type(image).__name__}')
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully read an image file; any problem becomes a one-line ``ValueError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f'{path}: no such file')
+    try:
+        with Image.open(path) as image:
+            image.load()  # reads every byte, so a truncated file fails here, before decoding
+            return image
+    except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, zlib.error, ...
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f'{path}: not a readable image ({detail})') from None
+
+
+def quantise(band: torch.Tensor, bits: int) -> np.ndarray:
+    """[0, 1] floats -> unsigned integers of ``bits`` bits, rounding to nearest."""
+    top = 2**bits - 1
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.rint(band.cpu().numpy() * top).astype(dtype)
+
+
+def memory_limit() -> int | None:
+    """Half the machine's physical memory, the most an in-memory result may take."""
+    try:
+        return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(H: int, W: int, channels: int, bytes_per_value: int) -> None:
+    need, limit = H * W * channels * bytes_per_value, memory_limit()
+    if limit is not None and need > limit:
+        raise ValueError(f'a {H}x{W} result needs {need / 2**30:.1f} GiB, more than half of this '
+                         "machine's memory; write it to a .png file with upscale_file, which "
+                         'streams rows to disk')
+
+
+def to_pil(array: np.ndarray, source: Source) -> Image.Image:
+    """(H, W, C) integers -> a PIL image in the source's mode, ICC profile attached."""
+    if source.bits == 16:
+        plane = array[:, :, 0]
+        # int32 planes become mode 'I', uint16 planes 'I;16'.
+        image = Image.fromarray(plane.astype(np.int32) if source.mode == 'I' else plane)
+    else:
+        image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    if source.icc_profile:
+        image.info['icc_profile'] = source.icc_profile
+    return image
+
+
+class PngStream:
+    """A PNG written band by band, so the whole image never has to be in memory.
+
+    Rows use the 'Up' filter (each byte minus the byte above), which is one vectorised
+    subtraction and compresses smooth images well; IDAT chunks hold whatever zlib emits.
+
+    Args:
+        file: a binary file open for writing.
+        height, width: image size.
+        channels: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA.
+        bits: 8 or 16 per channel.
+        icc_profile: stored as an iCCP chunk when given.
+    """
+
+    COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
+    UP_FILTER = 2
+
+    def __init__(self, file: BinaryIO, height: int, width: int, channels: int, bits: int,
+                 icc_profile: bytes | None = None, level: int = 6):
+        self.file, self.rows_left, self.bits = file, height, bits
+        file.write(b'\x89PNG\r\n\x1a\n')
+        self._chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, bits,
+                                         self.COLOR_TYPES[channels], 0, 0, 0))
+        if icc_profile:
+            # Profile name, NUL, compression method 0 (zlib), compressed profile.
+            self._chunk(b'iCCP', b'ICC Profile\x00\x00' + zlib.compress(icc_profile))
+        self._zlib = zlib.compressobj(level)
+        self._above = np.zeros(width * channels * bits // 8, dtype=np.uint8)  # row above, bytes
+
+    def _chunk(self, kind: bytes, data: bytes) -> None:
+        crc = zlib.crc32(kind + data)
+        self.file.write(struct.pack('>I', len(data)) + kind + data + struct.pack('>I', crc))
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append rows (n, W, C) of uint8 or uint16 (stored big-endian)."""
+        big_endian = rows.astype('>u2' if self.bits == 16 else np.uint8)
+        data = big_endian.reshape(rows.shape[0], -1).view(np.uint8)  # (n, W*C*bytes)
+        above = np.concatenate([self._above[None], data[:-1]])  # (n, W*C*bytes)
+        filtered = data - above  # uint8 arithmetic wraps modulo 256, as PNG specifies
+        lines = np.concatenate([np.full((len(data), 1), self.UP_FILTER, np.uint8), filtered], 1)
+        compressed = self._zlib.compress(lines.tobytes())
+        if compressed:
+            self._chunk(b'IDAT', compressed)
+        self._above = data[-1].copy()
+        self.rows_left -= len(data)
+
+    def close(self) -> None:
+        if self.rows_left != 0:
+            raise ValueError(f'PNG incomplete: {self.rows_left} rows were never written')
+        self._chunk(b'IDAT', self._zlib.flush())
+        self._chunk(b'IEND', b'')
+
+
+def output_format(path: Path) -> str:
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f'{path}: unknown output format {path.suffix!r}; use .png or .jpg')
+    return fmt

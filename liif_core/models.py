@@ -1,0 +1,119 @@
+"""Models by architecture name: ``create_model('rdn_liif')``, ``list_models()``.
+
+Each architecture is a small function that only writes the official spec and builds it, so a
+model made here is the one ``make_model`` makes from a checkpoint or a YAML config, with the
+same ``model.spec``. Shipped weights are named by architecture and tag: ``edsr_baseline_liif``
+with tag ``standin`` is the file ``weights/edsr-baseline-liif-standin.pth``, the name that
+``liif upscale --weights`` takes. The official released checkpoints load with ``load_model``,
+or here with ``pretrained=PATH``.
+
+Book: chapter 6 ("Encoders") builds the two encoders; chapter 10 the MetaSR baseline.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from .checkpoint import CheckpointError, load_model
+from .pretrained import PRETRAINED, load_pretrained
+from .registry import make_model
+
+# The paper's decoder: 4 hidden layers of 256 units, RGB out (in_dim is derived by LIIF).
+PAPER_IMNET_SPEC = {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [256, 256, 256, 256]}}
+
+
+def liif_spec(encoder: str, **flags: bool) -> dict[str, Any]:
+    """The official spec of a LIIF with the paper's decoder on the encoder ``encoder`` (a
+    registry name such as 'edsr-baseline'), without its upsampling tail.
+
+    ``flags`` (local_ensemble, feat_unfold, cell_decode) appear only when given, as in the
+    official configs, so the default spec equals the one the released checkpoints carry.
+    """
+    return {'name': 'liif', 'args': {
+        'encoder_spec': {'name': encoder, 'args': {'no_upsampling': True}},
+        'imnet_spec': copy.deepcopy(PAPER_IMNET_SPEC), **flags}}
+
+
+def metasr_spec(encoder: str) -> dict[str, Any]:
+    """The official spec of MetaSR on the encoder ``encoder``."""
+    return {'name': 'metasr', 'args': {
+        'encoder_spec': {'name': encoder, 'args': {'no_upsampling': True}}}}
+
+
+def edsr_baseline_liif(**flags: bool) -> nn.Module:
+    """EDSR-baseline-LIIF, the paper's main model (1.57 M parameters); ``flags`` switch off
+    local_ensemble, feat_unfold or cell_decode (the paper's ablations)."""
+    return make_model(liif_spec('edsr-baseline', **flags))
+
+
+def rdn_liif(**flags: bool) -> nn.Module:
+    """RDN-LIIF, the paper's large model (22.3 M parameters)."""
+    return make_model(liif_spec('rdn', **flags))
+
+
+def edsr_baseline_metasr() -> nn.Module:
+    """MetaSR on EDSR-baseline, the paper's baseline."""
+    return make_model(metasr_spec('edsr-baseline'))
+
+
+def rdn_metasr() -> nn.Module:
+    """MetaSR on RDN."""
+    return make_model(metasr_spec('rdn'))
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    'edsr_baseline_liif': edsr_baseline_liif,
+    'rdn_liif': rdn_liif,
+    'edsr_baseline_metasr': edsr_baseline_metasr,
+    'rdn_metasr': rdn_metasr,
+}
+
+
+def list_models() -> list[str]:
+    """The architecture names ``create_model`` takes."""
+    return sorted(ARCHITECTURES)
+
+
+def weights_name(architecture: str, tag: str) -> str:
+    """The shipped weights of ``architecture`` under ``tag``: 'edsr-baseline-liif-standin'."""
+    return f"{architecture.replace('_', '-')}-{tag}"
+
+
+def create_model(name: str, pretrained: str | os.PathLike | None = None,
+                 **kwargs: Any) -> nn.Module:
+    """An architecture by name, fresh or with weights.
+
+    Args:
+        name: one of ``list_models()``.
+        pretrained: None (fresh weights), the tag of shipped weights ('standin'), or a
+            checkpoint file of this architecture (e.g. the official ``rdn-liif.pth``).
+        kwargs: the architecture's switches, e.g. ``cell_decode=False``.
+
+    Returns:
+        the model; with weights, in eval mode, on the CPU.
+
+    Example:
+        >>> model = create_model('edsr_baseline_liif', pretrained='standin')
+        >>> fresh = create_model('rdn_liif', cell_decode=False)
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(list_models())}")
+    model = ARCHITECTURES[name](**kwargs)
+    if pretrained is None:
+        return model
+    if Path(pretrained).suffix == '.pth':
+        loaded = load_model(pretrained, map_location='cpu')
+    elif weights_name(name, str(pretrained)) in PRETRAINED:
+        loaded = load_pretrained(weights_name(name, str(pretrained)))
+    else:
+        tags = sorted(n for n in PRETRAINED if n.startswith(weights_name(name, '')))
+        raise ValueError(f'no shipped weights {pretrained!r} for {name}; shipped: '
+                         f"{', '.join(tags) or 'none'} (or pass a .pth checkpoint)")
+    if loaded.spec != model.spec:
+        raise CheckpointError(f'{pretrained}: the weights are a {loaded.spec!r}, not {name} '
+                              f'with {kwargs or "its defaults"}')
+    return loaded

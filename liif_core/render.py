@@ -1,0 +1,173 @@
+"""From a model and a low-resolution image to pixels: ``render`` for images, ``predict`` for
+arbitrary query points, and ``BICUBIC``, the baseline that answers the same calls.
+
+Images are (3, h, w) or (B, 3, h, w) floats in [0, 1]; the model sees them normalised by the
+training config's ``data_norm`` (the paper's (x - 0.5) / 0.5 by default) and its output is
+de-normalised and clamped to [0, 1] here, so that no caller writes that arithmetic again.
+
+Book: chapters 8-10 render their images with this module.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence, Union
+
+import torch
+from torch import nn
+
+from .coords import make_cell, make_coord
+from .liif import batched_predict
+from .resize import resize_fn
+
+# What every official config uses: the model sees (x - 0.5) / 0.5.
+PAPER_DATA_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
+# What the official code assumes when a config has no data_norm.
+NO_DATA_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
+# The official test chunk: queries decoded per pass.
+EVAL_BSIZE = 30000
+
+# A model (sees normalised inputs), or a callable (inp, coord, cell) on [0, 1] such as BICUBIC.
+Predictor = Union[nn.Module, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]
+
+
+def norm_tensors(data_norm: dict | None, device: torch.device | str
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(inp_sub, inp_div, gt_sub, gt_div)`` shaped to broadcast on (B, 3, h, w) and (B, Q, 3).
+
+    ``data_norm`` None means no normalisation, as in the official code.
+    """
+    data_norm = NO_DATA_NORM if data_norm is None else data_norm
+    inp, gt = data_norm['inp'], data_norm['gt']
+    return (torch.tensor(inp['sub'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
+            torch.tensor(inp['div'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
+            torch.tensor(gt['sub'], dtype=torch.float32, device=device).view(1, 1, -1),
+            torch.tensor(gt['div'], dtype=torch.float32, device=device).view(1, 1, -1))
+
+
+class Bicubic:
+    """The bicubic baseline as a predictor: ``resize_fn`` the input up to the output size
+    given by the cell (2/H, 2/W), then read the pixel under each query.
+
+    Call it as ``BICUBIC(inp, coord, cell)``: inp (B, 3, h, w) in [0, 1], not normalised;
+    coord, cell (B, Q, 2), the queries being pixel centres of the H x W output. Returns
+    (B, Q, 3) in [0, 1].
+    """
+
+    def __call__(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor
+                 ) -> torch.Tensor:
+        preds = []
+        for img, q, c in zip(inp, coord, cell):
+            H, W = round(2 / c[0, 0].item()), round(2 / c[0, 1].item())
+            up = resize_fn(img, (H, W))  # (3, H, W)
+            # Centre -1 + (2i + 1)/H -> row i; rounding absorbs float error in the coordinate.
+            rows = ((q[:, 0] + 1) * H / 2 - 0.5).round().long().clamp(0, H - 1)  # (Q,)
+            cols = ((q[:, 1] + 1) * W / 2 - 0.5).round().long().clamp(0, W - 1)
+            preds.append(up[:, rows, cols].t())  # (Q, 3)
+        return torch.stack(preds)
+
+    def __repr__(self) -> str:
+        return 'BICUBIC'
+
+
+BICUBIC = Bicubic()
+
+
+def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
+            data_norm: dict | None = PAPER_DATA_NORM, bsize: int | None = None) -> torch.Tensor:
+    """RGB in [0, 1] at the queries: (B, 3, h, w) in [0, 1], (B, Q, 2) -> (B, Q, 3).
+
+    A model sees the normalised input; its output is de-normalised and clamped to [0, 1].
+    ``bsize`` None decodes all queries in one pass, otherwise in chunks of that many. Any
+    other predictor (``BICUBIC``) is called on the input as it is.
+    """
+    if not isinstance(model, nn.Module):
+        return model(inp, coord, cell)
+    inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, inp.device)
+    with torch.no_grad():
+        x = (inp - inp_sub) / inp_div
+        if bsize is None:
+            pred = model(x, coord, cell)
+        else:
+            pred = batched_predict(model, x, coord, cell, bsize)
+    return (pred * gt_div + gt_sub).clamp_(0, 1)
+
+
+def output_size(h: int, w: int, size: Sequence[int] | None = None,
+                scale: float | Sequence[float] | None = None) -> tuple[int, int]:
+    """The (H, W) of the result: ``size`` itself, or ``round(h * s_row), round(w * s_col)``.
+
+    Args:
+        h, w: input size.
+        size: (H, W), positive integers.
+        scale: one factor for both axes, or a (row, col) pair; any finite positive number
+            (below 1 shrinks). Rounding is Python's ``round`` (halves to even), as the official
+            evaluation does; a side never drops below 1 pixel.
+
+    Returns:
+        (H, W).
+    """
+    if (size is None) == (scale is None):
+        raise ValueError('give exactly one of size=(H, W) or scale')
+    if size is not None:
+        if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
+            raise ValueError(f'size must be two positive integers (H, W), got {size!r}')
+        return int(size[0]), int(size[1])
+    pair = (scale, scale) if isinstance(scale, (int, float)) else tuple(scale)
+    if len(pair) != 2:
+        raise ValueError(f'scale must be a number or a (row, col) pair, got {scale!r}')
+    out = []
+    for n, s in zip((h, w), pair):
+        if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
+            raise ValueError(f'scale must be a finite number above 0, got {s!r}')
+        if not math.isfinite(n * s):
+            raise ValueError(f'scale {s!r} gives an output too large to represent')
+        out.append(max(1, round(n * s)))
+    return out[0], out[1]
+
+
+def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None, *,
+           scale: float | Sequence[float] | None = None,
+           window: Sequence[float] | None = None, cell: Sequence[float] | None = None,
+           bsize: int | None = EVAL_BSIZE, data_norm: dict | None = PAPER_DATA_NORM
+           ) -> torch.Tensor:
+    """The image a model makes of ``lr`` at (H, W), whole or a window of it.
+
+    Args:
+        model: a LIIF or MetaSR (on ``lr``'s device), or ``BICUBIC``.
+        lr: (3, h, w) or (B, 3, h, w) in [0, 1].
+        size: the output (H, W); or
+        scale: one factor or a (row, col) pair (see ``output_size``).
+        window: (top, left, height, width) in output pixels of the (H, W) image: only that
+            part is decoded. top and left may be fractional or lie outside the image (queries
+            outside [-1, 1] read the border codes).
+        cell: the pixel (height, width) in [-1, 1] units told to the decoder; default the
+            true one, (2/H, 2/W).
+        bsize: queries per chunk (None: one pass).
+        data_norm: the normalisation the model was trained with.
+
+    Returns:
+        (3, H', W') or (B, 3, H', W') in [0, 1]: (H, W), or the window's (height, width).
+
+    Example:
+        >>> sr = render(model, lr, scale=3.5)                           # doctest: +SKIP
+        >>> zoom = render(model, lr, scale=12, window=(100, 40, 64, 64))  # doctest: +SKIP
+    """
+    batch = lr if lr.dim() == 4 else lr.unsqueeze(0)  # (B, 3, h, w)
+    B, _, h, w = batch.shape
+    H, W = output_size(h, w, size, scale)
+    if window is None:
+        shape, coord = (H, W), make_coord((H, W), device=lr.device)
+    else:
+        top, left, height, width = window
+        shape = (int(height), int(width))
+        ranges = ((-1 + 2 * top / H, -1 + 2 * (top + height) / H),
+                  (-1 + 2 * left / W, -1 + 2 * (left + width) / W))
+        coord = make_coord(shape, ranges=ranges, device=lr.device)
+    coord = coord.unsqueeze(0).expand(B, -1, -1)  # (B, Q, 2)
+    if cell is None:
+        cells = make_cell(coord, (H, W))
+    else:
+        cells = torch.tensor(cell, dtype=coord.dtype, device=lr.device).expand_as(coord)
+    pred = predict(model, batch, coord, cells, data_norm, bsize)  # (B, Q, 3)
+    out = pred.view(B, *shape, 3).permute(0, 3, 1, 2)  # (B, 3, H', W')
+    return out if lr.dim() == 4 else out[0]
