@@ -91,7 +91,7 @@ def ensemble_weights(areas: torch.Tensor, dim: int) -> torch.Tensor:
     the opposite of member t is member T-1-t: a reversal. A single member gets weight 1 exactly.
 
     Args:
-        areas: |rel_row * rel_col| + ``AREA_EPS`` of every member, members along ``dim``.
+        areas: ``|rel_row * rel_col| + AREA_EPS`` of every member, members along ``dim``.
         dim: the members' dimension.
 
     Returns:

@@ -46,14 +46,14 @@ def fit_codes(model: nn.Module, coord: torch.Tensor, rgb: torch.Tensor,
 def render_codes(model: nn.Module, z: torch.Tensor, shape: Sequence[int],
                  ranges: Sequence[Sequence[float]] | None = None) -> torch.Tensor:
     """The image decoded from the feature map ``z`` at the pixel centres of ``shape`` (within
-    ``ranges``, as ``make_coord``): (*shape, 3) in [0, 1]."""
+    ``ranges``, as ``make_coord``): ``(*shape, 3)`` in [0, 1]."""
     x_q = make_coord(shape, ranges=ranges)[None]  # (1, Q, 2)
     out = model.decode(z, x_q)[0] * 0.5 + 0.5  # back from [-1, 1]
     return out.clamp(0, 1).view(*shape, 3)
 
 
 def seam_jumps(out: torch.Tensor, per_cell: int = 8) -> tuple[float, float]:
-    """Mean |difference| of adjacent pixels across code-cell edges, and inside cells.
+    """Mean absolute difference of adjacent pixels across code-cell edges, and inside cells.
 
     Args:
         out: (H, W, 3) rendered with ``per_cell`` output pixels per code cell.
