@@ -6,6 +6,8 @@
 # make data         fetch the stand-in photos and the sample images into data/ (the training and
 #                   benchmark chapters need them; book and test fetch them first)
 # make constraints  rewrite constraints.txt from the packages installed in .venv
+# make gpu-check    on a GPU machine: measure it for the book (book/results/gpu/<device>.json)
+#                   with the python already there (a CUDA torch); no venv, no network
 #
 # Each target creates .venv and installs what it needs when missing. Set-up needs make and the
 # Debian packages python3-venv (Python >= 3.11), npm (the book's JavaScript) and, for make test,
@@ -41,7 +43,7 @@ CHAPTER_INPUTS := $(shell find liif_core book/results tests/reference $(wildcard
                     -type f -not -path '*__pycache__*') constraints.txt
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test unit notebooks browser bench data prereqs constraints clean
+.PHONY: book test unit notebooks browser bench data prereqs constraints clean gpu-check
 
 # Debian packages each target needs, and how to tell that each is there.
 NEEDS := python3-venv
@@ -103,6 +105,9 @@ test: prereqs unit book browser
 
 bench: $(STAMP)
 	$(BIN)/liif bench
+
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PYTHON) scripts/gpu_check.py
 
 data: $(STAMP)
 	$(BIN)/liif data fetch standin samples

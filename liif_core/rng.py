@@ -1,9 +1,11 @@
 """The random state of a training run: seeding, saving and restoring every generator it reads.
 
-The data pipeline draws scales, crops and flips from Python's ``random``, query samples from
-numpy's global RNG, and the DataLoader's worker seeds from its generator (the sampler is
-seeded by (seed, epoch) itself). Saving all of them with each checkpoint is what makes a
-resumed run continue exactly where the uninterrupted one would be.
+The data pipeline draws scales, crops and flips from Python's ``random`` and query samples from
+numpy's global RNG: in the training process itself, or in DataLoader workers, which are seeded
+afresh from (seed, rank, epoch, worker) at each epoch's first item (``EpochSeeded``), so that
+workers that live through the whole run still start every epoch as a resumed run does. The
+sampler is seeded by (seed, epoch) itself. Saving every generator with each checkpoint is what
+makes a resumed run continue exactly where the uninterrupted one would be.
 
 Book: chapter 8, "Training".
 """
@@ -15,6 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset, DistributedSampler, Sampler, get_worker_info
 
 
 def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
@@ -50,14 +53,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's torch seed,
-    which the loader derives from its generator afresh each epoch, so every worker of every
-    epoch draws its own reproducible sequence (the official code, on PyTorch < 1.9, let
-    workers repeat numpy's draws)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
+class EpochIndices(Sampler):
+    """A ``DistributedSampler`` whose indices come as (epoch, index), for ``EpochSeeded``."""
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, idx) for idx in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochSeeded(Dataset):
+    """A dataset read with ``EpochIndices``: in a DataLoader worker, the first item of each epoch
+    first seeds every global RNG from (seed, rank, epoch, worker id). A worker kept alive across
+    epochs then draws what a worker started for that epoch would, which a resumed run can
+    repeat; each worker of each epoch draws its own sequence (the official code, on PyTorch <
+    1.9, let workers repeat numpy's draws). In the training process itself (no workers) the
+    items come from the process's own random state, untouched."""
+
+    def __init__(self, dataset: Dataset, seed: int, rank: int) -> None:
+        self.dataset, self.seed, self.rank = dataset, seed, rank
+        self.epoch: int | None = None  # the epoch this worker last seeded for
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, idx = key
+        worker = get_worker_info()
+        if worker is not None and epoch != self.epoch:
+            self.epoch = epoch
+            entropy = [self.seed, self.rank, epoch, worker.id]
+            seed_everything(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        return self.dataset[idx]
 
 
 @contextmanager

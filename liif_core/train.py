@@ -11,8 +11,13 @@ official checkpoint layout, plus the RNG states that make a resumed run bit-exac
 ``log.jsonl`` line, and TensorBoard events when TensorBoard is installed.
 
 Launched by ``torchrun`` (RANK / WORLD_SIZE set), every process trains on its share of each
-batch under DistributedDataParallel and rank 0 alone validates, logs and saves. Each process
-builds its own training set, so a ``cache: in_memory`` set is held once per process.
+batch under DistributedDataParallel and rank 0 alone validates, logs and saves.
+
+Mixed precision (``amp``) runs the model under ``torch.autocast``: float16 with gradient scaling
+(every CUDA GPU has it) or bfloat16 without (Ampere GPUs and later, and CPUs); the loss is
+always taken in float32. On CUDA, float32 matrix products use TF32 unless ``tf32=False``.
+The loop never waits for the device to read a loss back except every ``LOSS_READ_STEPS``
+steps, and the DataLoader's workers live as long as the run.
 
 Where this differs from the official script, and why:
 - validation crops come from a fixed seed, the same every epoch (the official ones are re-drawn
@@ -52,10 +57,16 @@ from .evaluate import evaluate
 from .init import apply_init
 from .registry import make_model
 from .render import BICUBIC, Predictor, norm_tensors
-from .rng import isolated_rng, rng_state, seed_everything, seed_worker, set_rng_state
+from .rng import (EpochIndices, EpochSeeded, isolated_rng, rng_state, seed_everything,
+                  set_rng_state)
 from .train_config import TrainConfig
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'sgd': torch.optim.SGD}
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+# On an accelerator, reading a loss back stalls the host until the queued steps are done; the
+# losses stay on the device and are read (and checked for NaN) every this many steps. A CPU
+# computes synchronously, so there every step is read at no cost.
+LOSS_READ_STEPS = 50
 
 
 class TrainingDiverged(ValueError):
@@ -72,6 +83,24 @@ def make_optimizer(params: Any, spec: dict[str, Any]) -> torch.optim.Optimizer:
     return OPTIMIZERS[spec['name']](params, **spec.get('args', {}))
 
 
+def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train(amp=...)``: None (float32) for False, 'bf16' or 'fp16' as
+    named, and for True float16 on CUDA (every CUDA GPU runs it) and bfloat16 elsewhere."""
+    if amp is False:
+        return None
+    if amp is True:
+        return torch.float16 if device.type == 'cuda' else torch.bfloat16
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be True, False or one of {', '.join(AMP_DTYPES)}, "
+                         f'got {amp!r}')
+    return AMP_DTYPES[amp]
+
+
+def loss_read_steps(device: torch.device) -> int:
+    """Every how many steps the training loop reads the losses back from ``device``."""
+    return 1 if device.type == 'cpu' else LOSS_READ_STEPS
+
+
 def distributed_env() -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` from torchrun's environment; (0, 1, 0) without it."""
     if 'RANK' not in os.environ or 'WORLD_SIZE' not in os.environ:
@@ -85,11 +114,12 @@ def validate(model: Predictor, loader: DataLoader, config: dict[str, Any] | Trai
     """Validation PSNR (the official ``eval_psnr`` with the config's eval_type, eval_bsize and
     data_norm) on crops drawn from ``seed``: the same crops every epoch, drawn without touching
     the training run's random state. The official code re-draws them each epoch, so its curve
-    also carries crop-to-crop noise. ``model`` may be ``BICUBIC``."""
+    also carries crop-to-crop noise. ``model`` may be ``BICUBIC``. The crops are drawn in this
+    process, so ``train`` gives its validation loader no workers: the crops then do not depend
+    on how many workers the training loader has."""
     cfg = TrainConfig.from_dict(config)
     seed += 10_000  # apart from the training seeds
     with isolated_rng(seed):
-        loader.generator.manual_seed(seed)  # the workers' seeds
         return evaluate(model, loader, cfg.eval_type, cfg.eval_bsize, cfg.data_norm,
                         progress=progress).psnr
 
@@ -108,7 +138,8 @@ def _open_tensorboard(save_dir: Path) -> Any:
 def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
           resume: bool = False, *, data_root: str | os.PathLike | None = None,
           device: str | torch.device | None = None, num_workers: int | None = None,
-          amp: bool = False, train_data: Dataset | None = None, val_data: Dataset | None = None,
+          amp: bool | str = False, tf32: bool = True, train_data: Dataset | None = None,
+          val_data: Dataset | None = None,
           progress: bool = True, log: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
     """Train a model as the official ``train_liif.py`` does.
 
@@ -123,7 +154,10 @@ def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
             takes ``cuda:LOCAL_RANK``.
         num_workers: DataLoader workers; default ``config['num_workers']``, else 8 as the
             official code (at most the number of CPUs).
-        amp: mixed precision (float16 autocast with gradient scaling); CUDA only.
+        amp: mixed precision: 'fp16' (autocast to float16, gradients scaled), 'bf16'
+            (autocast to bfloat16), True (fp16 on CUDA, bf16 on CPU) or False (float32).
+        tf32: on CUDA, let float32 matrix products and convolutions use TF32 (10-bit
+            mantissa inputs, float32 accumulation), several times faster on Ampere and later.
         train_data, val_data: datasets of {'inp', 'coord', 'cell', 'gt'} to use instead of
             building them from the config's ``train_dataset`` / ``val_dataset``.
         progress: show progress bars.
@@ -141,19 +175,21 @@ def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
     if device.type == 'cuda' and world_size > 1:
         device = torch.device('cuda', local_rank)
         torch.cuda.set_device(device)
-    if amp and device.type != 'cuda':
-        raise ValueError('mixed precision (--amp) needs a CUDA device; on CPU training runs '
-                         'in float32')
+    dtype = amp_dtype(amp, device)
     if num_workers is None:
         num_workers = min(cfg.num_workers, os.cpu_count() or 1)
     created_group = world_size > 1 and not dist.is_initialized()
     if created_group:
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    job = _Job(cfg, Path(save_dir), device, amp, rank, world_size, progress and rank == 0,
+    job = _Job(cfg, Path(save_dir), device, dtype, rank, world_size, progress and rank == 0,
                (log if rank == 0 else None) or (lambda line: None))
+    tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if device.type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     try:
         return _train(job, config, resume, data_root, num_workers, train_data, val_data)
     finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
         if created_group:
             dist.destroy_process_group()
 
@@ -164,7 +200,7 @@ class _Job:
     cfg: TrainConfig
     save_dir: Path
     device: torch.device
-    amp: bool
+    amp_dtype: torch.dtype | None  # the autocast dtype; None: float32
     rank: int
     world_size: int
     progress: bool  # this process shows progress bars
@@ -252,7 +288,7 @@ def _claim_save_dir(job: _Job, config: dict[str, Any] | TrainConfig, resume: boo
 
 def _make_loaders(job: _Job, data_root: Any, num_workers: int, train_data: Dataset | None,
                   val_data: Dataset | None
-                  ) -> tuple[DistributedSampler, DataLoader, DataLoader | None]:
+                  ) -> tuple[EpochIndices, DataLoader, DataLoader | None]:
     """The training sampler and loader, and the validation loader (rank 0, when configured)."""
     cfg, pin = job.cfg, job.device.type == 'cuda'
     if train_data is None:
@@ -267,19 +303,20 @@ def _make_loaders(job: _Job, data_root: Any, num_workers: int, train_data: Datas
                          f'{job.world_size} processes')
     # One sampler for one process or many: a permutation from (seed, epoch), rank r taking
     # every world_size-th index, so the ranks' batches together are the single-process batch.
-    sampler = DistributedSampler(train_data, num_replicas=job.world_size, rank=job.rank,
-                                 shuffle=True, seed=cfg.seed)
-    loader_generator = torch.Generator().manual_seed(cfg.seed + job.rank)  # worker seeds
-    train_loader = DataLoader(train_data, batch_size=batch_size // job.world_size,
-                              sampler=sampler, num_workers=num_workers,
-                              worker_init_fn=seed_worker, generator=loader_generator,
-                              pin_memory=pin)
+    sampler = EpochIndices(DistributedSampler(train_data, num_replicas=job.world_size,
+                                              rank=job.rank, shuffle=True, seed=cfg.seed))
+    # The loader draws a seed from its generator each epoch; this one keeps that draw off the
+    # global RNG that the training process's own data draws use.
+    loader_generator = torch.Generator().manual_seed(cfg.seed + job.rank)
+    train_loader = DataLoader(EpochSeeded(train_data, cfg.seed, job.rank),
+                              batch_size=batch_size // job.world_size, sampler=sampler,
+                              num_workers=num_workers, persistent_workers=num_workers > 0,
+                              generator=loader_generator, pin_memory=pin)
     val_loader = None
     if val_data is not None and job.is_main:
         val_batch_size = (cfg.val_dataset or {}).get('batch_size', batch_size)
-        val_loader = DataLoader(val_data, batch_size=val_batch_size, num_workers=num_workers,
-                                worker_init_fn=seed_worker, generator=torch.Generator(),
-                                pin_memory=pin)
+        # No workers: the crops are drawn here, the same whatever num_workers is (see validate).
+        val_loader = DataLoader(val_data, batch_size=val_batch_size, pin_memory=pin)
     job.say(f'train: {len(train_data)} samples, {len(train_loader)} iterations per epoch'
             + (f' per process x {job.world_size}' if job.world_size > 1 else '')
             + (f'; val: {len(val_data)} samples' if val_loader is not None else ''))
@@ -309,7 +346,8 @@ def _start(job: _Job, resume_from: Path | str | None,
         # The restored optimizer already holds the decayed learning rate; only the epoch
         # count is set (the official resume steps the schedule again, decaying twice).
         lr_scheduler.last_epoch = epoch_start - 1
-    scaler = torch.amp.GradScaler('cuda') if job.amp else None
+    # float16's 5-bit exponent underflows small gradients: they are scaled up, then back down.
+    scaler = torch.amp.GradScaler(job.device.type) if job.amp_dtype == torch.float16 else None
     state = _State(model, optimizer, lr_scheduler, scaler, epoch_start, -math.inf)
     if ckpt is not None:
         state.best_val = ckpt.get('best_val_psnr', state.best_val)
@@ -331,41 +369,63 @@ def _train_epoch(job: _Job, net: nn.Module, state: _State, loader: DataLoader, e
                  has_checkpoint: bool) -> float:
     """One pass over the training set (Adam, L1 on normalised targets): the mean loss."""
     inp_sub, inp_div, gt_sub, gt_div = norm_tensors(job.cfg.data_norm, job.device)
-    loss_fn = nn.L1Loss()
     net.train()
-    loss_sum, n_steps = 0.0, 0
+    read_every = loss_read_steps(job.device)
+    losses = torch.zeros(len(loader), device=job.device)  # each step's loss, on the device
+    read: list[float] = []  # the losses read back so far
     bar = tqdm(loader, desc=f'epoch {epoch}/{job.cfg.epoch_max}', leave=False,
                disable=not job.progress)
     for step, batch in enumerate(bar, start=1):
         batch = {k: v.to(job.device, non_blocking=True) for k, v in batch.items()}
         inp = (batch['inp'] - inp_sub) / inp_div
         gt = (batch['gt'] - gt_sub) / gt_div
-        with torch.autocast(job.device.type, dtype=torch.float16, enabled=job.amp):
-            pred = net(inp, batch['coord'], batch['cell'])  # LIIF's default, fast decoding
-        loss = loss_fn(pred.float(), gt)
+        loss = train_step(net, state.optimizer, state.scaler, inp, batch['coord'],
+                          batch['cell'], gt, job.amp_dtype)
         # All processes see the same mean loss (one all-reduce), so all stop together.
-        mean_loss = loss.detach().clone()
         if job.world_size > 1:
-            dist.all_reduce(mean_loss)
-            mean_loss /= job.world_size
-        mean_loss = mean_loss.item()
-        if not math.isfinite(mean_loss):
-            raise TrainingDiverged(
-                f'loss is {mean_loss} at epoch {epoch}, step {step} of {len(loader)}; stopped. '
-                + (f"{job.save_dir / 'epoch-last.pth'} holds the last good weights "
-                   f'(epoch {epoch - 1})' if has_checkpoint else 'No checkpoint was written yet'))
-        state.optimizer.zero_grad(set_to_none=True)
-        if state.scaler is None:
-            loss.backward()
-            state.optimizer.step()
-        else:  # float16 gradients are scaled up to stay representable, then back down
-            state.scaler.scale(loss).backward()
-            state.scaler.step(state.optimizer)
-            state.scaler.update()
-        loss_sum += mean_loss
-        n_steps += 1
-        bar.set_postfix(loss=f'{mean_loss:.4f}')
-    return loss_sum / max(n_steps, 1)
+            dist.all_reduce(loss)
+            loss /= job.world_size
+        losses[step - 1] = loss
+        if step % read_every == 0 or step == len(loader):
+            _read_losses(job, losses, read, step, epoch, has_checkpoint)
+            bar.set_postfix(loss=f'{read[-1]:.4f}')
+    return sum(read) / max(len(read), 1)
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler | None, inp: torch.Tensor, coord: torch.Tensor,
+               cell: torch.Tensor, gt: torch.Tensor, amp_dtype: torch.dtype | None = None
+               ) -> torch.Tensor:
+    """One optimiser step on a normalised batch (L1 loss, taken in float32); the detached loss,
+    left on the device. ``amp_dtype``: autocast to it (None: float32); ``scaler``: scale the
+    loss for float16 gradients."""
+    device_type = inp.device.type
+    with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        pred = net(inp, coord, cell)  # LIIF's default, fast decoding
+    loss = nn.functional.l1_loss(pred.float(), gt)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss.detach()
+
+
+def _read_losses(job: _Job, losses: torch.Tensor, read: list[float], step: int, epoch: int,
+                 has_checkpoint: bool) -> None:
+    """Append the losses of the steps up to ``step`` to ``read``; stop at the first that is NaN
+    or infinite, naming its step (later steps may have run on the device meanwhile)."""
+    first = len(read)
+    read += losses[first:step].tolist()
+    bad = next((i for i in range(first, step) if not math.isfinite(read[i])), None)
+    if bad is not None:
+        raise TrainingDiverged(
+            f'loss is {read[bad]} at epoch {epoch}, step {bad + 1} of {len(losses)}; stopped. '
+            + (f"{job.save_dir / 'epoch-last.pth'} holds the last good weights "
+               f'(epoch {epoch - 1})' if has_checkpoint else 'No checkpoint was written yet'))
 
 
 def _gather_rng_states(job: _Job, loader_generator: torch.Generator) -> list[dict[str, Any]]:
@@ -430,7 +490,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'where `liif data fetch` puts them; `load` for the official layout)')
     parser.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: CUDA if available)')
     parser.add_argument('--num-workers', type=int, help='DataLoader workers per process')
-    parser.add_argument('--amp', action='store_true', help='mixed precision (CUDA only)')
+    parser.add_argument('--amp', nargs='?', const=True, default=False,
+                        choices=tuple(AMP_DTYPES),
+                        help='mixed precision: --amp fp16 (gradients scaled), --amp bf16, or '
+                             '--amp alone for fp16 on CUDA and bf16 on CPU (default: float32)')
+    parser.add_argument('--no-tf32', dest='tf32', action='store_false',
+                        help='on CUDA, keep float32 matrix products in full float32 '
+                             '(default: TF32)')
     parser.add_argument('--epochs', type=int, help='override epoch_max')
     parser.add_argument('--seed', type=int, help="override the config's seed (default 0)")
     parser.add_argument('--threads', type=int, help='CPU threads for PyTorch (on a busy machine '
@@ -449,7 +515,8 @@ def run(args: argparse.Namespace) -> int:
     name = args.name or '_' + Path(args.config).stem
     save_dir = Path(args.save_dir) if args.save_dir else Path('save') / name
     result = train(config, save_dir, resume=args.resume, data_root=args.data_root,
-                   device=args.device, num_workers=args.num_workers, amp=args.amp)
+                   device=args.device, num_workers=args.num_workers, amp=args.amp,
+                   tf32=args.tf32, progress=args.progress)
     if distributed_env()[0] == 0:
         print(f'done: epoch {result["epoch"]}, checkpoints in {save_dir}')
     return 0

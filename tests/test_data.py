@@ -167,6 +167,32 @@ def test_cache_modes_agree_and_bin_is_npy(tmp_path):
     assert np.load(bin_dir / 'z.npy', allow_pickle=False).shape == (3, 3, 3)
 
 
+def test_in_memory_under_torchrun_maps_one_shared_file(tmp_path, monkeypatch):
+    """With several processes per machine, in_memory images live in one file that the first
+    process writes and every process maps; items are unchanged, corrupt files are still
+    skipped, and a second process reads the first one's file."""
+    from liif_core.data import folders
+    folder = tmp_path / 'HR'
+    arrays = write_folder(folder, [(5, 7), (6, 4), (3, 3)])
+    (folder / '0001.png').write_bytes(b'garbage')
+    shared = tmp_path / 'shm'
+    shared.mkdir()
+    monkeypatch.setattr(folders, 'SHARED_DIR', str(shared))
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
+    monkeypatch.setattr(folders.atexit, 'register', lambda *args: None)  # leave it to tmp_path
+    first = ImageFolder(str(folder), cache='in_memory', skip_corrupt=True)
+    (data_file,) = shared.glob('*.u8')
+    assert data_file.stat().st_size == (5 * 7 + 3 * 3) * 3  # 8-bit RGB, no copy of the bad file
+    second = ImageFolder(str(folder), cache='in_memory', skip_corrupt=True)
+    assert list(shared.glob('*.u8')) == [data_file]
+    for dataset in (first, second):
+        assert all(isinstance(img, np.memmap) and img.filename == str(data_file)
+                   for img in (dataset.images[0], dataset.images[2]))
+        with pytest.warns(UserWarning, match='0001.png'):
+            torch.testing.assert_close(dataset[1], as_tensor(arrays[2]), rtol=0, atol=0)
+        torch.testing.assert_close(dataset[0], as_tensor(arrays[0]), rtol=0, atol=0)
+
+
 def test_missing_folder_and_bad_cache(tmp_path):
     with pytest.raises(FileNotFoundError, match='liif data fetch'):
         ImageFolder(str(tmp_path / 'nowhere'))

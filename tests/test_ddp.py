@@ -1,9 +1,11 @@
 """DistributedDataParallel: two CPU processes (gloo on 127.0.0.1), each with half of every batch,
-end with the weights one process reaches with the whole batch."""
+end with the weights one process reaches with the whole batch; a stopped two-process run
+resumes to the uninterrupted one; the processes share one copy of an ``in_memory`` image set."""
 import json
 import os
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,13 +46,26 @@ class FixedItems(Dataset):
         return self.items[idx]
 
 
-def _train_one_rank(rank: int, world_size: int, port: int, save_dir: str) -> None:
-    # What torchrun would set for each process.
+def _torchrun_env(rank: int, world_size: int, port: int) -> None:
+    """What torchrun sets for each process."""
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
+
+
+def _train_one_rank(rank: int, world_size: int, port: int, save_dir: str) -> None:
+    _torchrun_env(rank, world_size, port)
     train(CONFIG, save_dir, device='cpu', num_workers=0, train_data=FixedItems(),
           progress=False, log=lambda line: None)
+
+
+def _start(fn, *args) -> None:
+    """Two processes running ``fn(rank, 2, port, *args)``. fork starts in a fraction of spawn's
+    time (no re-import of torch); each process then uses one thread and builds its own gloo
+    group. Elsewhere fork is unsafe: spawn."""
+    start_method = 'fork' if sys.platform == 'linux' else 'spawn'
+    mp.start_processes(fn, args=(2, _free_port(), *args), nprocs=2, start_method=start_method)
 
 
 def _free_port() -> int:
@@ -64,11 +79,7 @@ def test_two_processes_match_one_with_the_combined_batch(tmp_path):
     single, ddp = tmp_path / 'single', tmp_path / 'ddp'
     train(CONFIG, single, device='cpu', num_workers=0, train_data=FixedItems(),
           progress=False, log=lambda line: None)
-    # fork starts in a fraction of spawn's time (no re-import of torch); each process then
-    # uses one thread and builds its own gloo group. Elsewhere fork is unsafe: spawn.
-    start_method = 'fork' if sys.platform == 'linux' else 'spawn'
-    mp.start_processes(_train_one_rank, args=(2, _free_port(), str(ddp)), nprocs=2,
-                       start_method=start_method)
+    _start(_train_one_rank, str(ddp))
 
     a = torch.load(single / 'epoch-last.pth', weights_only=True)
     b = torch.load(ddp / 'epoch-last.pth', weights_only=True)
@@ -81,3 +92,49 @@ def test_two_processes_match_one_with_the_combined_batch(tmp_path):
     loss_b = [json.loads(line)['train_loss'] for line in (ddp / 'log.jsonl').open()]
     assert loss_a == pytest.approx(loss_b, rel=1e-6)
     assert not any(k.startswith('module.') for k in b['model']['sd'])
+
+
+def _train_random_crops(rank: int, world_size: int, port: int, save_dir: str, epochs: int,
+                        resume: bool) -> None:
+    """Random crops drawn in a DataLoader worker, and validation on rank 0: everything a resume
+    must restore."""
+    from test_train import RandomCrops, make_config, smooth_images
+    _torchrun_env(rank, world_size, port)
+    config = make_config(epoch_max=epochs, model=TINY_MODEL)
+    train(config, save_dir, resume=resume, device='cpu', num_workers=1,
+          train_data=RandomCrops(smooth_images(4)), val_data=RandomCrops(smooth_images(2)),
+          progress=False, log=lambda line: None)
+
+
+def test_two_process_run_resumes_as_if_uninterrupted(tmp_path):
+    straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
+    _start(_train_random_crops, str(straight), 2, False)
+    _start(_train_random_crops, str(stopped), 1, False)
+    _start(_train_random_crops, str(stopped), 2, True)
+    def log(save_dir):  # every field but the epoch's duration
+        return [{k: v for k, v in json.loads(line).items() if k != 'time'}
+                for line in (save_dir / 'log.jsonl').read_text().splitlines()]
+
+    assert log(straight) == log(stopped)
+    a = torch.load(straight / 'epoch-last.pth', weights_only=True)
+    b = torch.load(stopped / 'epoch-last.pth', weights_only=True)
+    assert a['epoch'] == b['epoch'] == 2
+    for k, v in a['model']['sd'].items():
+        assert torch.equal(v, b['model']['sd'][k]), k
+
+
+@pytest.mark.skipif(not os.path.isdir('/dev/shm'), reason='shared memory is /dev/shm (Linux)')
+def test_torchrun_processes_share_one_copy_of_in_memory_images():
+    """scripts/ddp_memory.py under torchrun, 2 processes, 4 images of 1024x768 (9 MiB as 8-bit
+    RGB): each process's own memory (USS) barely grows, and the shared pages are split between
+    the two (PSS), where each used to hold its own float32 copy (36 MiB)."""
+    import subprocess
+    script = Path(__file__).resolve().parent.parent / 'scripts' / 'ddp_memory.py'
+    done = subprocess.run([sys.executable, str(script), '--images', '4', '--size', '1024x768',
+                           '--nproc', '2'], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    image_mib = report['decoded_uint8_mib']
+    for process in report['per_process_mib']:
+        assert process['uss'] < 0.25 * image_mib, report
+    assert sum(p['pss'] for p in report['per_process_mib']) < 1.6 * image_mib, report

@@ -281,9 +281,74 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith('.tmp')]
 
 
-def test_amp_is_refused_on_cpu(tmp_path):
-    with pytest.raises(ValueError, match='CUDA'):
-        run(make_config(), tmp_path, amp=True)
+def test_amp_on_cpu_trains_in_bfloat16(tmp_path):
+    """CPU autocast runs the model in bfloat16; the loss, gradients and weights stay float32
+    and finite, and the run lands near the float32 one."""
+    from liif_core import make_model
+    model = make_model(TINY_MODEL)
+    item = RandomCrops(smooth_images(1))[0]
+    inputs = item['inp'][None] * 2 - 1, item['coord'][None], item['cell'][None]
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        pred = model(*inputs)
+    with torch.no_grad():
+        exact = model(*inputs)
+    # bfloat16's 8-bit mantissa: close to float32, and not equal to it.
+    assert 0 < (pred.float() - exact).abs().max() < 0.05
+    loss = torch.nn.functional.l1_loss(pred.float(), item['gt'][None] * 2 - 1)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
+               for g in grads)
+
+    run(make_config(), tmp_path / 'bf16', amp=True)
+    ckpt = torch.load(tmp_path / 'bf16' / 'epoch-last.pth', weights_only=True)
+    assert 'grad_scaler' not in ckpt  # bfloat16 needs no gradient scaling
+    assert all(v.dtype == torch.float32 for v in ckpt['model']['sd'].values())
+    run(make_config(), tmp_path / 'fp32')
+    bf16, fp32 = read_log(tmp_path / 'bf16'), read_log(tmp_path / 'fp32')
+    assert bf16[-1]['val_psnr_bicubic'] == fp32[-1]['val_psnr_bicubic']  # the same crops
+    assert bf16[-1]['val_psnr'] == pytest.approx(fp32[-1]['val_psnr'], abs=0.5)
+    assert bf16[-1]['train_loss'] != fp32[-1]['train_loss']  # it did run in bfloat16
+
+
+def test_amp_float16_scales_gradients_and_resumes(tmp_path):
+    run(make_config(epoch_max=1), tmp_path, amp='fp16')
+    ckpt = torch.load(tmp_path / 'epoch-last.pth', weights_only=True)
+    assert ckpt['grad_scaler']['scale'] > 1
+    run(make_config(epoch_max=2), tmp_path, amp='fp16', resume=True)
+    assert all(math.isfinite(r['train_loss']) for r in read_log(tmp_path))
+    with pytest.raises(ValueError, match='bf16'):
+        run(make_config(), tmp_path / 'bad', amp='float8')
+
+
+def test_validation_crops_do_not_depend_on_workers(tmp_path):
+    """The validation crops are drawn in the training process: bicubic, scored on them, gets
+    the same PSNR whether the training data come from the process or from workers."""
+    run(make_config(epoch_max=1), tmp_path / 'w0', workers=0)
+    run(make_config(epoch_max=1), tmp_path / 'w1', workers=1)
+    w0, w1 = read_log(tmp_path / 'w0'), read_log(tmp_path / 'w1')
+    assert w0[0]['val_psnr_bicubic'] == w1[0]['val_psnr_bicubic']
+    assert w0[0]['train_loss'] != w1[0]['train_loss']  # the training crops did change
+
+
+def test_losses_read_back_in_blocks_give_the_same_log_and_nan_step(tmp_path, monkeypatch):
+    """On an accelerator the losses are read every LOSS_READ_STEPS steps; the log, and the step
+    a NaN is reported at, are those of reading every step."""
+    import liif_core.train as train_module
+    data = Poisoned()
+    config = make_config(epoch_max=1, val_dataset=None, train_dataset={'batch_size': 2})
+    run(config, tmp_path / 'each', train_data=data, val_data=None)
+    monkeypatch.setattr(train_module, 'loss_read_steps', lambda device: 3)  # as on a GPU
+    run(config, tmp_path / 'blocks', train_data=data, val_data=None)
+    assert read_log(tmp_path / 'each')[0]['train_loss'] == \
+        read_log(tmp_path / 'blocks')[0]['train_loss']
+    data.poisoned = True
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
+    sampler.set_epoch(1)
+    step = list(sampler).index(data.bad) // 2 + 1
+    with pytest.raises(TrainingDiverged, match=f'epoch 1, step {step} of 4'):
+        run(config, tmp_path / 'nan', train_data=data, val_data=None)
 
 
 def write_image_folder(folder, n=3, size=40):
@@ -323,3 +388,7 @@ def test_cli_trains_an_official_style_config_and_resumes(tmp_path, monkeypatch):
     assert cli_main(args + ['--seed', '1', '--save-dir', str(tmp_path / 'seed1')]) == 0
     assert yaml.safe_load((tmp_path / 'seed1' / 'config.yaml').read_text())['seed'] == 1
     assert read_log(tmp_path / 'seed1')[0]['train_loss'] != read_log(save_dir)[0]['train_loss']
+    # --amp alone is bfloat16 on CPU; --no-tf32 changes nothing off CUDA
+    assert cli_main(args + ['--amp', '--no-tf32', '--save-dir', str(tmp_path / 'amp')]) == 0
+    assert torch.backends.cuda.matmul.allow_tf32 is False  # PyTorch's default, left alone
+    assert read_log(tmp_path / 'amp')[0]['train_loss'] != read_log(save_dir)[0]['train_loss']
