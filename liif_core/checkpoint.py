@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,11 +34,17 @@ def _read(path: str | os.PathLike, map_location: Any) -> dict:
     if not path.is_file():
         raise CheckpointError(f'{path}: no such checkpoint file')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # A bare pickle makes torch warn before it fails; the failure alone is reported.
+            warnings.filterwarnings('ignore', message='Detected pickle protocol')
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         # torch.save writes zip archives; inside one, an unpickling refusal means the file
-        # holds objects that weights_only forbids: something that could run code.
-        if zipfile.is_zipfile(path) and 'weights only' in str(e).lower():
+        # holds objects that weights_only forbids: something that could run code. In any
+        # format (the legacy one, a bare pickle), a refused GLOBAL means the same.
+        refused = 'weights only' in str(e).lower() and (zipfile.is_zipfile(path)
+                                                         or 'unsupported GLOBAL' in str(e))
+        if refused:
             raise CheckpointError(
                 f'{path}: refused to load: the file holds objects other than tensors and plain '
                 'containers, which could run code when unpickled; a LIIF checkpoint holds only '
@@ -95,11 +102,21 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
         raise CheckpointError(f"{source}: not a LIIF checkpoint: expected "
                               f"{{'model': {{'name', 'args', 'sd'}}}}, found "
                               f"{sorted(ckpt) if isinstance(ckpt, Mapping) else type(ckpt).__name__}")
+    spec = {'name': entry['name'], 'args': entry['args']}
     try:
-        model = make_model({'name': entry['name'], 'args': entry['args']})
-    except ModelSpecError as e:
+        # First on the meta device, which allocates nothing: args that do not fit the weights
+        # (say n_feats 1e7 where the file holds 64) are refused before any memory is taken.
+        with torch.device('meta'):
+            check_state_dict(make_model(spec), entry['sd'], source)
+        model = make_model(spec)
+    except (ModelSpecError, TypeError) as e:  # TypeError: args of the wrong type (1e7 channels)
         raise CheckpointError(f'{source}: {e}') from None
-    check_state_dict(model, entry['sd'], source)
+    nonfinite = [k for k, v in entry['sd'].items()
+                 if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if nonfinite:
+        raise CheckpointError(f'{source}: NaN or infinite weights in {", ".join(nonfinite[:3])}'
+                              + (f' and {len(nonfinite) - 3} more' if len(nonfinite) > 3 else '')
+                              + ': the training run diverged or the file is damaged')
     model.load_state_dict(entry['sd'], strict=True)
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)

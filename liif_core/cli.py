@@ -3,6 +3,9 @@
 Each command lives in the module that owns its concept and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so ``liif --help``
 stays fast. Expected errors (bad input, bad checkpoint) print one line and exit non-zero.
+
+Every command takes ``--no-progress`` and ``--debug``, added here; a command reads
+``args.progress``, also set here: bars only when stderr is a terminal and not turned off.
 """
 from __future__ import annotations
 
@@ -14,12 +17,30 @@ from . import __version__
 
 # command -> (module, one-line help)
 COMMANDS = {
-    'upscale': ('liif_core.upscale', 'upscale an image to any size or scale'),
+    'upscale': ('liif_core.upscale', 'upscale an image, several, or a folder, to any size or '
+                                     'scale'),
     'bench': ('liif_core.bench', 'time the fast decoding path against the official algorithm'),
-    'data': ('liif_core.data.fetch', 'download datasets: DIV2K, benchmarks, stand-in photos'),
+    'data': ('liif_core.data.fetch', 'download datasets (DIV2K, benchmarks, stand-in photos) '
+                                     'and the official checkpoints'),
     'train': ('liif_core.train', 'train a model from a config (the paper\'s recipe)'),
-    'test': ('liif_core.evaluate', 'evaluate weights: an official test config or a scale sweep'),
+    'test': ('liif_core.evaluate', 'evaluate weights (PSNR, SSIM): an official test config or a '
+                                   'scale sweep'),
+    'list': ('liif_core.catalog', 'configs, shipped weights, official checkpoints and datasets'),
 }
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every command, added to its parser and to those of its sub-commands
+    (``liif data fetch``), so that they go before or after the sub-command. SUPPRESS: a
+    sub-command's parser does not reset what the command's own parser already read."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_parser in action.choices.values():
+                add_common_arguments(sub_parser)
+    parser.add_argument('--no-progress', action='store_true', default=argparse.SUPPRESS,
+                        help='never show progress bars (they show only on a terminal)')
+    parser.add_argument('--debug', action='store_true', default=argparse.SUPPRESS,
+                        help='on an error, print the full traceback')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[command][0])
     cmd_parser = argparse.ArgumentParser(prog=f'liif {command}', description=COMMANDS[command][1])
     module.add_arguments(cmd_parser)
+    add_common_arguments(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])
+    args.progress = not getattr(args, 'no_progress', False) and sys.stderr.isatty()
     try:
+        # Checked for every command here, before it reads a checkpoint or writes a file.
+        if getattr(args, 'device', None) is not None:
+            from .device import resolve_device  # torch: only once a command runs
+            resolve_device(args.device)
+        if getattr(args, 'threads', None) is not None and args.threads < 1:
+            raise ValueError(f'--threads must be at least 1, got {args.threads}')
         return module.run(args)
     except (ValueError, OSError) as e:
+        if getattr(args, 'debug', False):
+            raise
         print(f'liif {command}: error: {e}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -27,7 +27,8 @@ from tqdm import tqdm
 from . import __version__
 from .data.folders import read_rgb, to_tensor
 from .data.specs import DEFAULT_DATA_ROOT
-from .metrics import calc_psnr
+from .device import resolve_device
+from .metrics import calc_psnr, calc_ssim
 from .render import BICUBIC, EVAL_BSIZE, PAPER_DATA_NORM, Predictor, predict, render
 from .report import Scale, ScaleRow, format_table, scale_label, write_csv, write_json
 from .resize import resize_fn
@@ -50,9 +51,14 @@ def parse_eval_type(eval_type: str | None) -> tuple[str | None, int]:
 @dataclass
 class EvalResult:
     """``psnr``: the official mean (per batch, weighted by batch size); ``per_image``: PSNR
-    of each image alone (equal to the batch values at batch size 1, as in every test config)."""
+    of each image alone (equal to the batch values at batch size 1, as in every test config).
+    ``ssim``, ``per_image_ssim``: SSIM on the same pixels (``calc_ssim``), mean over images;
+    None and empty without a protocol, whose scattered sample points are no image; None for
+    an image smaller than the SSIM window (and then the mean is None too)."""
     psnr: float
     per_image: list[float] = field(default_factory=list)
+    ssim: float | None = None
+    per_image_ssim: list[float | None] = field(default_factory=list)
 
 
 def _model_device(model: Predictor) -> torch.device:
@@ -77,7 +83,7 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
         progress: show a progress bar.
 
     Returns:
-        ``EvalResult(psnr, per_image)``.
+        ``EvalResult(psnr, per_image, ssim, per_image_ssim)``.
 
     Example:
         >>> res = evaluate(model, make_data(config['test_dataset']),  # doctest: +SKIP
@@ -88,7 +94,7 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
     device = _model_device(model)
     if isinstance(model, nn.Module):
         model.eval()
-    total, count, per_image = 0.0, 0, []
+    total, count, per_image, per_image_ssim = 0.0, 0, [], []
     for batch in tqdm(loader, desc='eval', leave=False, disable=not progress):
         batch = {k: v.to(device) for k, v in batch.items()}
         pred = predict(model, batch['inp'], batch['coord'], batch['cell'], data_norm,
@@ -106,9 +112,11 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
         total += calc_psnr(pred, gt, protocol, scale).item() * B
         count += B
         per_image += [calc_psnr(p, g, protocol, scale).item() for p, g in zip(pred, gt)]
+        if protocol is not None:
+            per_image_ssim += [_ssim(p, g, protocol, scale) for p, g in zip(pred, gt)]
     if count == 0:
         raise ValueError('evaluate: the dataset is empty')
-    return EvalResult(total / count, per_image)
+    return EvalResult(total / count, per_image, _mean(per_image_ssim), per_image_ssim)
 
 
 # -- scale sweeps ------------------------------------------------------------------------------
@@ -175,14 +183,16 @@ def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iter
                     bicubic: bool = True, eval_bsize: int | None = EVAL_BSIZE,
                     data_norm: dict | None = PAPER_DATA_NORM, first_k: int | None = None,
                     crop: int | None = None, progress: bool = True) -> list[ScaleRow]:
-    """PSNR of the model (and of bicubic) at every scale, on LR inputs made from HR images.
+    """PSNR and SSIM of the model (and of bicubic) at every scale, on LR inputs made from HR
+    images.
 
     Each image is downsampled with the test semantics of ``make_test_pair``, upsampled back to
     the cropped HR size by the model (all pixel centres, cell 2/H, 2/W) and by ``resize_fn``
-    (the paper's bicubic row), and scored with ``calc_psnr(dataset=protocol, scale=s)``; for a
-    per-axis scale the shave uses the larger factor. The mean is over images. For x2-x4 the
-    official DIV2K and benchmark tests read the datasets' own (MATLAB) bicubic LR files; here
-    every LR is made with ``resize_fn``, as the official code does for x6 and up.
+    (the paper's bicubic row), and scored with ``calc_psnr(dataset=protocol, scale=s)`` and
+    ``calc_ssim`` on the same pixels; for a per-axis scale the shave uses the larger factor.
+    The mean is over images. For x2-x4 the official DIV2K and benchmark tests read the datasets'
+    own (MATLAB) bicubic LR files; here every LR is made with ``resize_fn``, as the official
+    code does for x6 and up.
 
     Args:
         model: the model, or None for the bicubic row alone.
@@ -212,25 +222,37 @@ def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iter
     bar = tqdm(total=len(scales) * len(images), desc='scales', disable=not progress)
     for scale in scales:
         shave = max(_scale_pair(scale))  # the larger factor for a per-axis scale
-        ours: list[float] = []
-        bic: list[float] = []
-        jobs = (([(model, ours)] if model is not None else [])
-                + ([(BICUBIC, bic)] if bicubic else []))
+        # predictor -> (PSNR per image, SSIM per image)
+        scores = {p: ([], []) for p in ([model] if model is not None else [])
+                  + ([BICUBIC] if bicubic else [])}
         for _, hr in images:
             lr, hr = make_test_pair(hr, scale)
-            for predictor, scores in jobs:
+            for predictor, (psnr, ssim) in scores.items():
                 device = _model_device(predictor)
                 sr = render(predictor, lr.unsqueeze(0).to(device), hr.shape[-2:],
                             bsize=eval_bsize, data_norm=data_norm)  # (1, 3, H, W)
-                scores.append(calc_psnr(sr, hr.unsqueeze(0).to(device), protocol, shave).item())
+                target = hr.unsqueeze(0).to(device)
+                psnr.append(calc_psnr(sr, target, protocol, shave).item())
+                ssim.append(_ssim(sr, target, protocol, shave))
             bar.update()
-        rows.append(ScaleRow(scale, _mean(ours), _mean(bic), ours, bic, names))
+        (ours, ours_ssim), (bic, bic_ssim) = (scores.get(p, ([], [])) for p in (model, BICUBIC))
+        rows.append(ScaleRow(scale, _mean(ours), _mean(bic), ours, bic, names,
+                             _mean(ours_ssim), _mean(bic_ssim), ours_ssim, bic_ssim))
     bar.close()
     return rows
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+def _ssim(sr: torch.Tensor, hr: torch.Tensor, protocol: str, scale: float) -> float | None:
+    """``calc_ssim``, or None where the scored region is smaller than its window."""
+    try:
+        return calc_ssim(sr, hr, protocol, scale).item()
+    except ValueError:  # calc_psnr has passed the same region, so it can only be too small
+        return None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean, or None when there are no values or any is missing."""
+    return sum(values) / len(values) if values and None not in values else None
 
 
 # -- command line: liif test -------------------------------------------------------------------
@@ -240,9 +262,13 @@ def _parse_scales(text: str) -> list[Scale]:
     """``'2,3,2.5,2x3'`` -> ``[2, 3, 2.5, (2.0, 3.0)]``."""
     scales: list[Scale] = []
     for item in text.split(','):
-        parts = [float(p) for p in item.strip().lower().split('x')]
-        if len(parts) > 2 or min(parts) <= 0:
-            raise ValueError(f'bad scale {item!r}: use a positive number or ROWxCOL')
+        try:
+            parts = [float(p) for p in item.strip().lower().split('x')]
+        except ValueError:
+            parts = []
+        if not 1 <= len(parts) <= 2 or not all(math.isfinite(p) and p > 0 for p in parts):
+            raise ValueError(f'--scales: bad scale {item.strip()!r}: use positive numbers or '
+                             'ROWxCOL, comma-separated, e.g. 2,3.5,2x3')
         value = parts[0] if len(parts) == 1 else (parts[0], parts[1])
         scales.append(int(value) if isinstance(value, float) and value.is_integer() else value)
     return scales
@@ -267,8 +293,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--eval-bsize', type=int, help='queries per chunk (default: the '
                         f"config's eval_bsize; {EVAL_BSIZE} in sweeps)")
     parser.add_argument('--label', default='model', help='row label for the model in tables')
-    parser.add_argument('--csv', help='write the sweep summary (scale, psnr, psnr_bicubic)')
-    parser.add_argument('--per-image-csv', help='write per-image PSNR of the sweep')
+    parser.add_argument('--csv', help='write the sweep summary (scale, psnr, psnr_bicubic, ssim, '
+                        'ssim_bicubic, n_images)')
+    parser.add_argument('--per-image-csv', help='write per-image PSNR and SSIM of the sweep')
     parser.add_argument('--json', help='write the sweep per image, with the command line and '
                         "the weights' sha256 (a result file the book can check)")
     parser.add_argument('--device', help='cpu, cuda, ... (default: CUDA if available)')
@@ -277,34 +304,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .pretrained import DEFAULT_MODEL, get_pretrained, file_sha256, resolve_model
+    from .checkpoint import load_model
+    from .pretrained import DEFAULT_MODEL, file_sha256, resolve_weights
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    model = resolve_model(args.weights, map_location=device)
-    weights = args.weights or DEFAULT_MODEL
-    weights_file = weights if Path(weights).exists() else get_pretrained(weights).path
+    device = resolve_device(args.device)
+    for option in ('csv', 'per_image_csv', 'json'):
+        # Checked now, not after an evaluation that may take hours.
+        path = getattr(args, option)
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            raise ValueError(f"--{option.replace('_', '-')} {path}: no such folder "
+                             f'{Path(path).parent}; create it first')
+    scales = None if args.scales is None else _parse_scales(args.scales)
     config = None
     if args.config is not None:
         from .configs import load_config
         config = load_config(args.config)
-    if args.scales is None:
-        if config is None or 'test_dataset' not in config:
-            raise ValueError('give a test config with a test_dataset section, or --scales')
-        return _run_config(model, config, args)
-    if args.hr is None and config is None:
+    if scales is None and (config is None or 'test_dataset' not in config):
+        raise ValueError('give a test config with a test_dataset section, or --scales')
+    if scales is not None and args.hr is None and config is None:
         raise ValueError('a sweep needs HR images: give a test config or --hr FOLDER')
+    # The weights last: every mistake above is reported before a large checkpoint is read.
+    weights = args.weights or DEFAULT_MODEL
+    weights_file = resolve_weights(args.weights, args.data_root)
+    model = load_model(weights_file, map_location=device)
+    if scales is None:
+        return _run_config(model, config, args)
     hr = args.hr if args.hr is not None else _config_hr_images(config, args.data_root)
     eval_type = (config or {}).get('eval_type')
     protocol = args.protocol or (parse_eval_type(eval_type)[0] if eval_type else None) or 'div2k'
     start = time.time()
-    rows = evaluate_scales(model, hr, _parse_scales(args.scales), protocol,
+    rows = evaluate_scales(model, hr, scales, protocol,
                            bicubic=not args.no_bicubic, eval_bsize=args.eval_bsize or EVAL_BSIZE,
                            data_norm=(config or {}).get('data_norm', PAPER_DATA_NORM),
-                           first_k=args.first_k, crop=args.crop)
-    print(f'PSNR (dB), protocol {protocol}, {len(rows[0].names)} images'
-          + (f', crop {args.crop}' if args.crop else '') + f', weights {weights}')
+                           first_k=args.first_k, crop=args.crop, progress=args.progress)
+    about = (f'protocol {protocol}, {len(rows[0].names)} images'
+             + (f', crop {args.crop}' if args.crop else '') + f', weights {weights}')
+    print(f'PSNR (dB), {about}')
     print(format_table(rows, args.label))
+    print(f'\nSSIM, {about}')
+    print(format_table(rows, args.label, metric='ssim'))
     if args.csv:
         write_csv(rows, args.csv)
     if args.per_image_csv:
@@ -319,18 +358,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_config(model: nn.Module, config: dict, args: argparse.Namespace) -> int:
-    """An official test config, unchanged: print 'result: PSNR'."""
+    """An official test config, unchanged: print 'result: PSNR' (and 'ssim: SSIM' where the
+    config's eval_type makes images), then the same for bicubic."""
     from .data import make_data
     section = config['test_dataset']
     loader = DataLoader(make_data(section, data_root=args.data_root),
                         batch_size=section.get('batch_size', 1))
     eval_bsize = args.eval_bsize or config.get('eval_bsize')
-    result = evaluate(model, loader, config.get('eval_type'), eval_bsize,
-                      config.get('data_norm'))
-    print(f'result: {result.psnr:.4f}')
+    def show(result: EvalResult, psnr_label: str, ssim_label: str) -> None:
+        print(f'{psnr_label}: {result.psnr:.4f}')
+        if result.ssim is not None:
+            print(f'{ssim_label}: {result.ssim:.4f}')
+
+    show(evaluate(model, loader, config.get('eval_type'), eval_bsize, config.get('data_norm'),
+                  progress=args.progress), 'result', 'ssim')
     if not args.no_bicubic:
-        bicubic = evaluate(BICUBIC, loader, config.get('eval_type'))
-        print(f'bicubic: {bicubic.psnr:.4f}')
+        show(evaluate(BICUBIC, loader, config.get('eval_type'), progress=args.progress),
+             'bicubic', 'bicubic ssim')
     return 0
 
 

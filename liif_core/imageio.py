@@ -73,13 +73,38 @@ def from_pil(image: Image.Image) -> Source:
         # become RGB.
         mode = {'1': 'L', 'La': 'LA', 'RGBa': 'RGBA'}.get(mode, 'RGB')
     array = np.asarray(image.convert(mode))
-    return Source(from_array(array).values, 8, icc_profile, mode)
+    return Source(from_array(array).values, 8, _fitting_profile(icc_profile, mode), mode)
+
+
+# ICC data colour spaces (bytes 16-20 of a profile's header) of the modes PIL converts from.
+ICC_SPACES = (b'RGB ', b'GRAY', b'CMYK', b'CMY ', b'Lab ', b'XYZ ', b'YCbr', b'Luv ', b'HSV ',
+              b'HLS ', b'Yxy ')
+
+
+def _fitting_profile(icc_profile: bytes | None, mode: str) -> bytes | None:
+    """The profile, unless its header names another colour space than the result's: a CMYK
+    profile on the RGB result of a CMYK input would misdescribe it. Bytes that name none are
+    kept as they came."""
+    space = (icc_profile or b'')[16:20]
+    if space in ICC_SPACES and space != (b'GRAY' if mode in ('L', 'LA') else b'RGB '):
+        return None
+    return icc_profile
 
 
 def from_tensor(tensor: torch.Tensor) -> Source:
     if not tensor.is_floating_point() or tensor.dim() != 3 or tensor.shape[0] not in (1, 2, 3, 4):
         raise ValueError('tensors must be float (C, H, W) in [0, 1] with C in 1..4, got '
                          f'{tensor.dtype} {tuple(tensor.shape)}')
+    if 0 in tensor.shape:
+        raise ValueError(f'the image tensor is empty: {tuple(tensor.shape)}')
+    if not torch.isfinite(tensor).all():
+        raise ValueError('the image tensor holds NaN or infinite values')
+    # Values within one 8-bit level of [0, 1] are rounding; beyond, the scale is wrong
+    # (0..255 would otherwise come out white).
+    low, high = tensor.min().item(), tensor.max().item()
+    if low < -1 / 255 or high > 1 + 1 / 255:
+        raise ValueError(f'image tensors hold values in [0, 1], got [{low:g}, {high:g}]'
+                         + ('; divide by 255' if high > 2 else ''))
     # Tensors are returned as floats; bits only sets the precision of a file written from them.
     return Source(tensor.detach().float().clamp(0, 1), 16)
 
@@ -95,13 +120,24 @@ def to_source(image: ImageLike) -> Source:
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully read an image file; any problem becomes a one-line ``ValueError``."""
+    """Open and fully read an image file (its first frame; ``info['frames']`` counts them all);
+    any problem becomes a one-line ``ValueError``."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f'{path}: a folder, not an image file (to upscale every image in it, '
+                         'give an output folder)')
     if not path.is_file():
         raise ValueError(f'{path}: no such file')
     try:
         with Image.open(path) as image:
             image.load()  # reads every byte, so a truncated file fails here, before decoding
+            # Counted while the file is open (animated formats seek to count); only the first
+            # frame is loaded, and the caller says so.
+            frames = getattr(image, 'n_frames', 1)
+            if frames > 1:
+                image.seek(0)  # counting moved to the last frame
+                image.load()
+            image.info['frames'] = frames
             return image
     except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, zlib.error, ...
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -121,6 +157,30 @@ def memory_limit() -> int | None:
         return os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') // 2
     except (ValueError, OSError, AttributeError):
         return None
+
+
+# Default limits on one job, which keep real work working (a 100-megapixel photo in; 512 ->
+# 4096, DIV2K x30 out) and stop a typo from starting a run of days: inputs up to 2^27 pixels,
+# outputs up to 2^30 (32768 x 32768, hours on a CPU) with sides up to 2^20, so that one
+# output row, the smallest band, stays within a few hundred MiB. ``limits=False`` in the
+# library and ``--no-limits`` on the command line lift them.
+MAX_INPUT_PIXELS = 2**27
+MAX_OUTPUT_PIXELS = 2**30
+MAX_OUTPUT_SIDE = 2**20
+LIFT = 'pass --no-limits (limits=False in Python) to lift it'
+
+
+def check_limits(h: int, w: int, H: int, W: int) -> None:
+    """Refuse an (h, w) -> (H, W) job over the default limits, saying how to lift them."""
+    if h * w > MAX_INPUT_PIXELS:
+        raise ValueError(f'the input is {h}x{w}, {h * w / 1e6:.0f} megapixels, over the limit of '
+                         f'{MAX_INPUT_PIXELS / 1e6:.0f}; {LIFT}')
+    if H * W > MAX_OUTPUT_PIXELS:
+        raise ValueError(f'a {H}x{W} output is {H * W / 1e6:.0f} megapixels, over the limit of '
+                         f'{MAX_OUTPUT_PIXELS / 1e6:.0f}; {LIFT}')
+    if max(H, W) > MAX_OUTPUT_SIDE:
+        raise ValueError(f'a {H}x{W} output has a side over the limit of {MAX_OUTPUT_SIDE} '
+                         f'pixels; {LIFT}')
 
 
 def check_fits(H: int, W: int, channels: int, bytes_per_value: int) -> None:

@@ -31,6 +31,8 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_model, save_model
 from .data.download import file_digest
+from .data.fetch import checkpoint_names, checkpoint_path
+from .data.specs import DEFAULT_DATA_ROOT
 
 WEIGHTS_DIR = Path(__file__).parent / 'weights'
 
@@ -84,14 +86,19 @@ def load_pretrained(name: str = DEFAULT_MODEL, map_location: Any = 'cpu') -> nn.
         'edsr-baseline'
     """
     entry = get_pretrained(name)
+    check_pretrained(entry)
+    return load_model(entry.path, map_location=map_location)
+
+
+def check_pretrained(entry: Pretrained) -> None:
+    """Refuse shipped weights that are missing or whose sha256 is not the pinned one."""
     if not entry.path.is_file():
-        raise CheckpointError(f'{entry.path}: the shipped weights {name!r} are missing from '
-                              'this installation (reinstall liif_core)')
+        raise CheckpointError(f'{entry.path}: the shipped weights {entry.name!r} are missing '
+                              'from this installation (reinstall liif_core)')
     digest = file_sha256(entry.path)
     if digest != entry.sha256:
         raise CheckpointError(f'{entry.path}: sha256 {digest} does not match the pinned '
                               f'{entry.sha256}: the file is damaged or was replaced')
-    return load_model(entry.path, map_location=map_location)
 
 
 def training_log(name: str = DEFAULT_MODEL) -> list[dict[str, Any]]:
@@ -101,17 +108,31 @@ def training_log(name: str = DEFAULT_MODEL) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def resolve_model(weights: str | os.PathLike | None, map_location: Any = 'cpu') -> nn.Module:
-    """What ``--weights`` names: a checkpoint file, a shipped model's name, or (None) the
-    default shipped model."""
-    if weights is None:
-        return load_pretrained(DEFAULT_MODEL, map_location)
-    if not Path(weights).exists():
-        if str(weights) in PRETRAINED:
-            return load_pretrained(str(weights), map_location)
-        raise CheckpointError(f'{weights}: no such checkpoint file, nor the name of shipped '
-                              f'weights ({", ".join(sorted(PRETRAINED))})')
-    return load_model(weights, map_location=map_location)
+def resolve_weights(weights: str | os.PathLike | None,
+                    data_root: str | os.PathLike = DEFAULT_DATA_ROOT) -> Path:
+    """The file ``--weights`` names: a checkpoint file; a shipped model's name; an official
+    checkpoint's name (``edsr-baseline-liif``, also with ``.pth``), as ``liif data fetch`` put
+    it under ``data_root`` (its recorded sha256 checked); or (None) the default shipped model,
+    whose pinned sha256 is checked."""
+    name = DEFAULT_MODEL if weights is None else os.fspath(weights)
+    if weights is not None and Path(weights).exists():
+        return Path(weights)
+    if name in PRETRAINED:
+        entry = get_pretrained(name)
+        check_pretrained(entry)
+        return entry.path
+    official = name[:-len('.pth')] if name.endswith('.pth') else name
+    if official in checkpoint_names():
+        return Path(checkpoint_path(official, os.fspath(data_root)))
+    raise CheckpointError(f'{weights}: no such checkpoint file, nor the name of shipped '
+                          f'weights ({", ".join(sorted(PRETRAINED))}) or of an official '
+                          f'checkpoint ({", ".join(checkpoint_names())})')
+
+
+def resolve_model(weights: str | os.PathLike | None, map_location: Any = 'cpu',
+                  data_root: str | os.PathLike = DEFAULT_DATA_ROOT) -> nn.Module:
+    """The model ``--weights`` names (see ``resolve_weights``)."""
+    return load_model(resolve_weights(weights, data_root), map_location=map_location)
 
 
 def export(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:

@@ -22,6 +22,7 @@ import argparse
 import copy
 import functools
 import math
+import numbers
 import os
 import signal
 import sys
@@ -37,11 +38,12 @@ from tqdm import tqdm
 
 from .atomic import atomic_write
 from .coords import make_coord
-from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits, from_pil, open_image,
-                      output_format, quantise, to_pil, to_source)
-from .liif import LIIF
+from .device import resolve_device
+from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits, check_limits, from_pil,
+                      open_image, output_format, quantise, to_pil, to_source)
+from .liif import LIIF, single_threaded
 from .pretrained import DEFAULT_MODEL, load_pretrained, resolve_model
-from .render import output_size
+from .render import DTYPES, output_size, precision
 
 # Output pixels decoded per band by default: a band's coordinates, cells and predictions then
 # take a few MiB, and its latent rows are many more than the 4 margin rows recomputed per band.
@@ -120,8 +122,10 @@ def _band_latent_rows(r0: int, r1: int, h: int, H: int) -> tuple[int, int]:
 
 @torch.no_grad()
 def _decode_bands(model: LIIF, rgb: torch.Tensor, H: int, W: int, tile_rows: int,
-                  encoder_tile_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Decode an (H, W) image from ``rgb`` (3, h, w) in [0, 1], band by band.
+                  encoder_tile_rows: int, dtype: str | torch.dtype | None = None
+                  ) -> Iterator[tuple[int, torch.Tensor]]:
+    """Decode an (H, W) image from ``rgb`` (3, h, w) in [0, 1], band by band, the model
+    running in ``dtype`` (``render.precision``).
 
     Yields:
         (r0, rows): the first output row of the band and its (n, W, 3) RGB in [0, 1].
@@ -133,7 +137,6 @@ def _decode_bands(model: LIIF, rgb: torch.Tensor, H: int, W: int, tile_rows: int
     for r0 in range(0, H, tile_rows):
         r1 = min(H, r0 + tile_rows)
         a, b = _band_latent_rows(r0, r1, h, H)
-        feat = features.rows(a, b)  # (1, C, b - a, w)
         # Rows in the frame of the crop, where its latent rows span [-1, 1]: position p in
         # latent pixels maps to (p - a) * 2 / (b - a) - 1, formed in double, rounded once.
         p = (2 * np.arange(r0, r1, dtype=np.float64) + 1) * h / (2 * H)
@@ -143,8 +146,14 @@ def _decode_bands(model: LIIF, rgb: torch.Tensor, H: int, W: int, tile_rows: int
         # One output pixel is 2/H of the full frame, 2h / (H (b - a)) of the crop's.
         cell = torch.tensor([2 * h / (H * (b - a)), 2 / W], device=rgb.device)
         cell = cell.expand_as(coord)  # (1, n*W, 2)
-        pred = model.decode(feat, coord, cell, proj=model.project_codes(feat))  # (1, n*W, 3)
-        yield r0, (pred * 0.5 + 0.5).clamp_(0, 1).view(r1 - r0, W, 3)
+        # Entered per band, not around the loop: the caller's code between bands stays float32.
+        with precision(dtype, rgb.device):
+            # The convolutions on one thread: a busy core would stall every one of them.
+            with single_threaded():
+                feat = features.rows(a, b)  # (1, C, b - a, w)
+                proj = model.project_codes(feat)  # (b - a) * w rows
+            pred = model.decode(feat, coord, cell, proj=proj)  # (1, n*W, 3)
+        yield r0, (pred.float() * 0.5 + 0.5).clamp_(0, 1).view(r1 - r0, W, 3)
 
 
 def _alpha_band(alpha: Image.Image, r0: int, r1: int, H: int, W: int) -> np.ndarray:
@@ -157,8 +166,8 @@ def _alpha_band(alpha: Image.Image, r0: int, r1: int, H: int, W: int) -> np.ndar
 
 
 def _bands(model: LIIF, source: Source, H: int, W: int, tile_rows: int | None,
-           encoder_tile_rows: int | None, progress: bool | None,
-           device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:
+           encoder_tile_rows: int | None, progress: bool | None, device: torch.device,
+           dtype: str | torch.dtype | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """The output of ``source`` at (H, W), band by band: (r0, (n, W, C) float in [0, 1])."""
     values = source.values.to(device)  # (C, h, w)
     h, w = values.shape[1:]
@@ -167,18 +176,22 @@ def _bands(model: LIIF, source: Source, H: int, W: int, tile_rows: int | None,
     if source.has_alpha:
         alpha = Image.fromarray(values[-1].cpu().numpy())  # mode 'F'
     if tile_rows is None:
-        tile_rows = max(1, BAND_PIXELS // W)
+        # A band of rows [r0, r1) reads about (r1 - r0) h / H latent rows, encoded and kept at
+        # once: when shrinking, that (at most BAND_PIXELS latent pixels) is the tighter bound.
+        # It never binds when neither side shrinks, where it is at least BAND_PIXELS // W.
+        tile_rows = max(1, min(BAND_PIXELS // W, (BAND_PIXELS // w) * H // h))
     if encoder_tile_rows is None:
         # At least twice the halo, so that re-encoded halo rows cost at most the tile's own work.
         encoder_tile_rows = max(2 * model.encoder.receptive_radius, ENCODER_TILE_PIXELS // w)
     if tile_rows < 1 or encoder_tile_rows < 1:
         raise ValueError('tile sizes must be at least one row')
+    precision(dtype, device)  # an unsupported dtype fails before any decoding
     luma = torch.tensor(LUMA, device=device)
     if progress is None:
         progress = sys.stderr.isatty()
     # delay: short runs finish before the bar would appear.
     with tqdm(total=H, unit='row', desc='upscale', disable=not progress, delay=2) as bar:
-        for r0, band in _decode_bands(model, rgb, H, W, tile_rows, encoder_tile_rows):
+        for r0, band in _decode_bands(model, rgb, H, W, tile_rows, encoder_tile_rows, dtype):
             r1 = r0 + band.shape[0]
             if source.gray:
                 band = (band @ luma).unsqueeze(-1)  # (n, W, 1)
@@ -191,20 +204,39 @@ def _bands(model: LIIF, source: Source, H: int, W: int, tile_rows: int | None,
 
 # -- the public entry points -------------------------------------------------------------------
 
+def _plain(scale: float | Sequence[float] | None) -> float | Sequence[float] | None:
+    """numpy and torch scalars (0-d arrays and tensors too), alone or in a pair, as Python
+    floats, which ``output_size`` takes; anything else unchanged, for it to judge."""
+    def one(s: object) -> object:
+        return float(s) if isinstance(s, numbers.Real) or getattr(s, 'ndim', None) == 0 else s
+
+    if scale is None or isinstance(scale, str):
+        return scale
+    if isinstance(scale, numbers.Real) or getattr(scale, 'ndim', None) == 0:
+        return one(scale)
+    try:
+        return tuple(one(s) for s in scale)
+    except TypeError:
+        return scale
+
+
 def _on_device(model: LIIF, device: torch.device | str | None) -> tuple[LIIF, torch.device]:
     """The model on ``device`` (default: where it is) and that device. A model elsewhere is
     copied there, so that the caller's model stays where the caller put it."""
     current = next(model.parameters()).device
     if device is None:
         return model, current
-    device = torch.empty(0, device=device).device  # 'cuda' -> 'cuda:0', as parameters report
+    device = resolve_device(device)
+    if device.type != 'cpu':
+        device = torch.empty(0, device=device).device  # 'cuda' -> 'cuda:0', as parameters report
     return (model if device == current else copy.deepcopy(model).to(device)), device
 
 
 def upscale(image: ImageLike, size: Sequence[int] | None = None,
             scale: float | Sequence[float] | None = None, model: nn.Module | None = None, *,
             device: torch.device | str | None = None, tile_rows: int | None = None,
-            encoder_tile_rows: int | None = None, progress: bool | None = None) -> ImageLike:
+            encoder_tile_rows: int | None = None, progress: bool | None = None,
+            dtype: str | torch.dtype | None = None, limits: bool = True) -> ImageLike:
     """Upscale (or shrink) an image to an exact size or by a per-axis scale.
 
     Args:
@@ -221,6 +253,11 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         tile_rows: output rows decoded per band (default: about 2^18 pixels per band).
         encoder_tile_rows: latent rows per encoder tile (default: about 2^17 pixels).
         progress: show a tqdm bar on long runs; default when stderr is a terminal.
+        dtype: 'float32' (default), 'bfloat16' or 'float16' (where the device runs it): the
+            precision of the encoder and the decoder's matrix products (autocast); coordinates
+            and the local ensemble's weights stay float32.
+        limits: refuse inputs over ``imageio.MAX_INPUT_PIXELS`` and outputs over
+            ``MAX_OUTPUT_PIXELS`` or ``MAX_OUTPUT_SIDE``; False lifts the limits.
 
     Returns:
         the same kind as ``image``. PIL images in RGB, L, RGBA and LA keep their mode; palette
@@ -239,10 +276,12 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
     model = _check_model(model)
     source = to_source(image)
     h, w = source.values.shape[1:]
-    H, W = output_size(h, w, size, scale)
+    H, W = output_size(h, w, size, _plain(scale))
+    if limits:
+        check_limits(h, w, H, W)
     C = source.values.shape[0]
     model, device = _on_device(model, device)
-    bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device)
+    bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device, dtype)
     if isinstance(image, torch.Tensor):
         check_fits(H, W, C, 4)
         out = torch.empty(C, H, W, device=image.device)
@@ -266,35 +305,63 @@ class _FileJob:
     fmt: str  # PIL format name of the output
     size: tuple[int, int]  # (H, W)
     quality: int
+    frames: int  # of the input; only the first is upscaled
+
+    def note(self) -> str | None:
+        """What the output leaves out that the input had, for the user to hear of."""
+        if self.frames > 1:
+            return f'only the first of its {self.frames} frames is upscaled'
+        return None
 
 
 def _plan(in_path: str | os.PathLike, out_path: str | os.PathLike,
           size: Sequence[int] | None, scale: float | Sequence[float] | None,
-          quality: int) -> _FileJob:
-    """Every check that needs no model, so bad input fails before any weights are read."""
+          quality: int, limits: bool = True) -> _FileJob:
+    """Every check that needs no model, so bad input fails before any weights are read. The
+    input is read first: in a folder, a file that is no image is reported as such, not by the
+    output format its name implies."""
+    image = open_image(in_path)
+    source = from_pil(image)
     out_path = Path(out_path)
     fmt = output_format(out_path)
     if not out_path.parent.is_dir():
         raise ValueError(f'{out_path.parent}: no such directory for the output')
+    # The mode bits, not os.access: as root every file is writable, yet read-only means keep.
+    if out_path.is_file() and not out_path.stat().st_mode & 0o222:
+        raise ValueError(f'{out_path}: the existing output is read-only; make it writable or '
+                         'choose another output')
     if not 1 <= quality <= 100:
         raise ValueError(f'quality must be in 1..100, got {quality}')
-    source = from_pil(open_image(in_path))
-    H, W = output_size(*source.values.shape[1:], size, scale)
+    H, W = output_size(*source.values.shape[1:], size, _plain(scale))
     limit = MAX_SIDE.get(fmt)
     if limit is not None and max(H, W) > limit:
         raise ValueError(f'{H}x{W} is too large for {fmt}, which holds at most {limit} pixels '
                          'per side')
+    if limits:
+        check_limits(*source.values.shape[1:], H, W)
     if fmt == 'JPEG' and source.has_alpha:
         raise ValueError(f'{out_path}: JPEG cannot store the alpha channel; write a .png')
-    return _FileJob(source, out_path, fmt, (H, W), quality)
+    return _FileJob(source, out_path, fmt, (H, W), quality, image.info['frames'])
 
 
 def _write(job: _FileJob, model: LIIF, device: torch.device, tile_rows: int | None,
-           encoder_tile_rows: int | None, progress: bool | None) -> None:
+           encoder_tile_rows: int | None, progress: bool | None,
+           dtype: str | torch.dtype | None = None) -> None:
     """Decode into a temporary file beside the output, renamed into place only when complete."""
+    try:
+        _write_file(job, model, device, tile_rows, encoder_tile_rows, progress, dtype)
+    except OSError as e:
+        # The error names the hidden temporary file; the user knows only the output path.
+        raise OSError(f'{job.out_path}: cannot write the output ({e.strerror or e})') from None
+
+
+def _write_file(job: _FileJob, model: LIIF, device: torch.device, tile_rows: int | None,
+                encoder_tile_rows: int | None, progress: bool | None,
+                dtype: str | torch.dtype | None) -> None:
     (H, W), source, C = job.size, job.source, job.source.values.shape[0]
     with atomic_write(job.out_path) as file:
-        bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device)
+        bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device,
+                       dtype)
         if job.fmt == 'PNG':
             png = PngStream(file, H, W, C, source.bits, source.icc_profile)
             for _, band in bands:
@@ -314,8 +381,8 @@ def upscale_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
                  size: Sequence[int] | None = None, scale: float | Sequence[float] | None = None,
                  model: nn.Module | None = None, *, device: torch.device | str | None = None,
                  quality: int = 95, tile_rows: int | None = None,
-                 encoder_tile_rows: int | None = None,
-                 progress: bool | None = None) -> tuple[int, int]:
+                 encoder_tile_rows: int | None = None, progress: bool | None = None,
+                 dtype: str | torch.dtype | None = None, limits: bool = True) -> tuple[int, int]:
     """Upscale an image file into another, never leaving a partial output file.
 
     PNG outputs are streamed band by band (memory stays bounded for any size) and keep 16-bit
@@ -325,7 +392,8 @@ def upscale_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
 
     Args:
         in_path, out_path: image files; the output format follows the extension.
-        size, scale, model, device, tile_rows, encoder_tile_rows, progress: as ``upscale``.
+        size, scale, model, device, tile_rows, encoder_tile_rows, progress, dtype, limits: as
+            ``upscale``.
         quality: JPEG/WebP quality, 1..100.
 
     Returns:
@@ -336,19 +404,20 @@ def upscale_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
         >>> upscale_file('photo.jpg', 'big.png', size=(2160, 3840), model=model)  # doctest: +SKIP
     """
     model = _check_model(model)
-    job = _plan(in_path, out_path, size, scale, quality)
+    job = _plan(in_path, out_path, size, scale, quality, limits)
     model, device = _on_device(model, device)
-    _write(job, model, device, tile_rows, encoder_tile_rows, progress)
+    _write(job, model, device, tile_rows, encoder_tile_rows, progress, dtype)
     return job.size
 
 
 # -- command line: liif upscale ----------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('input', metavar='IN', help='input image (any format PIL reads)')
-    parser.add_argument('output', metavar='OUT',
-                        help='output image; .png is streamed (any size, 16-bit kept), '
-                             '.jpg/.webp are built in memory')
+    parser.add_argument('paths', nargs='+', metavar='IN... OUT',
+                        help='an input image and the output image (.png is streamed: any size, '
+                             '16-bit kept; .jpg/.webp are built in memory); or input images '
+                             'and/or folders of them and an output folder (created if missing; '
+                             'each output keeps its input\'s name)')
     target = parser.add_mutually_exclusive_group()
     target.add_argument('--scale', metavar='S', help='factor for both sides (below 1 shrinks)')
     target.add_argument('--size', metavar='HxW', help='exact output size, height first, '
@@ -358,12 +427,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f'{DEFAULT_MODEL}, trained on stand-in photos)')
     parser.add_argument('--device', default=None,
                         help="where to decode, e.g. 'cpu', 'cuda' (default: cuda if available)")
+    parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32',
+                        help='precision of the model (default float32; float16 only where the '
+                             'device runs it)')
     parser.add_argument('--quality', type=int, default=95, help='JPEG/WebP quality (default 95)')
     parser.add_argument('--tile', type=int, default=None, metavar='ROWS',
                         help='output rows decoded at once (default: about 2^18 pixels)')
     parser.add_argument('--encoder-tile', type=int, default=None, metavar='ROWS',
                         help='input rows encoded at once (default: about 2^17 pixels)')
-    parser.add_argument('--no-progress', action='store_true', help='never show a progress bar')
+    parser.add_argument('--no-limits', action='store_true',
+                        help='lift the limits on input pixels (2^27), output pixels (2^30) and '
+                             'output sides (2^20)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='allow an output to replace its own input')
+    parser.add_argument('--ext', metavar='EXT',
+                        help="with an output folder: write every image as EXT, e.g. 'png' "
+                             "(default: each input's own format)")
 
 
 def _parse_scale(text: str) -> float:
@@ -378,7 +457,8 @@ def _parse_scale(text: str) -> float:
 
 def _parse_size(text: str) -> tuple[int, int]:
     parts = text.lower().split('x')
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts) \
+    # isascii: isdigit also accepts digits such as '²' that int() refuses.
+    if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts) \
             or min(int(p) for p in parts) < 1:
         raise ValueError(f'--size must be HxW with positive integers (height first), got {text!r}')
     return int(parts[0]), int(parts[1])
@@ -388,22 +468,89 @@ def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _batch(paths: list[str], ext: str | None,
+           overwrite: bool) -> list[tuple[Path, Path]] | None:
+    """(input, output) pairs when ``paths`` asks for a folder of outputs (several inputs, a
+    folder among them, or an output that is a folder); None for one file to one file."""
+    *inputs, out = (Path(p) for p in paths)
+    if len(inputs) == 1 and not inputs[0].is_dir() and not out.is_dir() \
+            and not paths[-1].endswith(os.sep):
+        return None
+    files = []
+    for path in inputs:
+        # A folder's files in sorted order; hidden ones (temporary files, .DS_Store) left out.
+        files += sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith('.')) \
+            if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{', '.join(map(str, inputs))}: no images to upscale")
+    suffix = None if ext is None else '.' + ext.lstrip('.')
+    pairs = [(f, out / (f.name if suffix is None else f.stem + suffix)) for f in files]
+    same = next((i for i, o in pairs if o.exists() and o.samefile(i)), None)
+    if same is not None and not overwrite:
+        raise ValueError(f'{same} would be overwritten by its own result; choose another output '
+                         'folder or --ext, or pass --overwrite')
+    names = [o.name for _, o in pairs]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash is not None:
+        raise ValueError(f'two inputs would both be written to {out / clash}; give them '
+                         'different names')
+    return pairs
+
+
+def _run_batch(pairs: list[tuple[Path, Path]], model: LIIF, device: torch.device,
+               size: tuple[int, int] | None, scale: float | None,
+               args: argparse.Namespace) -> int:
+    """Upscale each pair, skipping (with one line each) the inputs that cannot be read or
+    written; exit status 1 if any was skipped, after writing the others."""
+    pairs[0][1].parent.mkdir(parents=True, exist_ok=True)
+    skipped = 0
+    with tqdm(pairs, unit='image', desc='upscale', disable=not args.progress) as bar:
+        for in_path, out_path in bar:
+            try:
+                job = _plan(in_path, out_path, size, scale, args.quality, not args.no_limits)
+                _write(job, model, device, args.tile, args.encoder_tile, progress=False,
+                       dtype=args.dtype)
+                if job.note():
+                    bar.write(f'liif upscale: note: {in_path}: {job.note()}', file=sys.stderr)
+            except (ValueError, OSError) as e:
+                skipped += 1
+                reason = str(e).removeprefix(f'{in_path}: ')  # the path is said once
+                bar.write(f'liif upscale: skipped {in_path}: {reason}', file=sys.stderr)
+    written = len(pairs) - skipped
+    print(f'{written} of {len(pairs)} images upscaled into {pairs[0][1].parent}'
+          + (f', {skipped} skipped' if skipped else ''))
+    return 1 if skipped else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if len(args.paths) < 2:
+        raise ValueError('give an input and an output: liif upscale IN OUT, or IN... FOLDER')
     if args.scale is None and args.size is None:
         raise ValueError('give the output size with --scale S or --size HxW')
     scale = None if args.scale is None else _parse_scale(args.scale)
     size = None if args.size is None else _parse_size(args.size)
-    try:
-        device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        torch.empty(0, device=device)  # an unavailable device fails here, with torch's reason
-    except (RuntimeError, AssertionError) as e:
-        raise ValueError(f'--device {args.device}: {str(e).splitlines()[0]}') from None
-    job = _plan(args.input, args.output, size, scale, args.quality)
+    device = resolve_device(args.device)
+    precision(args.dtype, device)  # an unsupported dtype fails before any file is read
+    pairs = _batch(args.paths, args.ext, args.overwrite)
+    job = None
+    if pairs is None:
+        if args.ext is not None:
+            raise ValueError('--ext applies to an output folder; the output file names its '
+                             'format by its extension')
+        in_path, out_path = map(Path, args.paths)
+        if out_path.exists() and out_path.samefile(in_path) and not args.overwrite:
+            raise ValueError(f'{in_path} would be overwritten by its own result; choose another '
+                             'output, or pass --overwrite')
+        job = _plan(in_path, out_path, size, scale, args.quality, not args.no_limits)
     model = _check_model(resolve_model(args.weights, map_location=device))
     # A plain `kill` would end the process without unwinding, leaving the temporary file;
     # as an exception it goes through _write's cleanup. (SIGKILL cannot be caught.)
     signal.signal(signal.SIGTERM, _raise_exit)
-    _write(job, model, device, args.tile, args.encoder_tile,
-           progress=False if args.no_progress else None)
-    print(f'{args.output}: {job.size[0]}x{job.size[1]}')
+    if job is None:
+        return _run_batch(pairs, model, device, size, scale, args)
+    _write(job, model, device, args.tile, args.encoder_tile, progress=args.progress,
+           dtype=args.dtype)
+    print(f'{job.out_path}: {job.size[0]}x{job.size[1]}')
+    if job.note():
+        print(f'liif upscale: note: {in_path}: {job.note()}', file=sys.stderr)
     return 0

@@ -1,7 +1,9 @@
 """`liif upscale` through a real subprocess: results, and one-line errors that leave no file.
-
 Every case starts its own `python -m liif_core` (importing torch takes seconds), so all cases are
 launched at once and awaited together.
+
+Then, in-process: folders and several files, and the conventions of every command (progress
+bars, `--debug`, `liif list`, `--version`).
 """
 import signal
 import subprocess
@@ -14,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from liif_core import upscale
+from liif_core import __version__, load_model, upscale, upscale_file
+from liif_core.cli import COMMANDS, main
 from liif_core.pretrained import load_pretrained
 
 REFERENCE_CKPT = Path(__file__).parent / 'reference' / 'edsr_liif_reference.pth'
@@ -142,3 +145,122 @@ def test_killed_run_leaves_no_file(workdir, tmp_path):
     proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM
     assert not any(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------------------------
+# Folders and several files, in-process: `liif upscale IN... OUT_FOLDER`
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder of two photos, a file that is no image, a hidden file and two sub-folders."""
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ('a.png', 'b.jpg'):
+        Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)).save(folder / name)
+    (folder / 'notes.txt').write_text('not an image\n')
+    (folder / '.hidden.png').write_text('skipped without a word\n')
+    (folder / 'sub').mkdir()
+    (folder / 'empty').mkdir()
+    return folder
+
+
+def test_upscale_a_folder_skips_what_it_cannot_read(photos, tmp_path, capsys):
+    out = tmp_path / 'out' / 'deeper'  # created
+    assert main(['upscale', str(photos), str(out), '--scale', '2', *WEIGHTS]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == f'2 of 3 images upscaled into {out}, 1 skipped\n'
+    assert printed.err == (f'liif upscale: skipped {photos / "notes.txt"}: not a readable image '
+                           f"(cannot identify image file '{photos / 'notes.txt'}')\n")
+    assert sorted(p.name for p in out.iterdir()) == ['a.png', 'b.jpg']
+    single = tmp_path / 'single.png'
+    upscale_file(photos / 'a.png', single, scale=2, model=load_model(REFERENCE_CKPT))
+    assert np.array_equal(np.asarray(read_image(out / 'a.png')), np.asarray(read_image(single)))
+    assert read_image(out / 'b.jpg').format == 'JPEG'
+
+
+def test_upscale_several_files_into_a_folder(photos, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert main(['upscale', str(photos / 'a.png'), str(photos / 'b.jpg'), str(out),
+                 '--size', '9x11', '--ext', 'png', '--no-progress', *WEIGHTS]) == 0
+    assert capsys.readouterr().out == f'2 of 2 images upscaled into {out}\n'
+    assert sorted(p.name for p in out.iterdir()) == ['a.png', 'b.png']
+    assert read_image(out / 'b.png').size == (11, 9)
+
+
+def test_progress_bar_only_on_a_terminal_and_never_with_no_progress(photos, tmp_path, capsys,
+                                                                    monkeypatch):
+    args = ['upscale', str(photos / 'a.png'), str(photos / 'b.jpg'), str(tmp_path / 'out'),
+            '--scale', '2', '--overwrite', *WEIGHTS]
+    assert main(args) == 0
+    assert capsys.readouterr().err == ''  # captured: not a terminal
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True)
+    assert main(args) == 0
+    assert '2/2' in capsys.readouterr().err
+    assert main(args + ['--no-progress']) == 0
+    assert capsys.readouterr().err == ''
+
+
+@pytest.mark.parametrize('args, message', [
+    (['{photos}', '{photos}'], '{photos}/a.png would be overwritten by its own result; choose '
+                               'another output folder or --ext, or pass --overwrite'),
+    (['{photos}/a.png', '{photos}/a.png'], '{photos}/a.png would be overwritten by its own '
+                                           'result; choose another output, or pass --overwrite'),
+    (['{photos}/a.png', '{photos}/sub/a.png', '{tmp}/out'],
+     'two inputs would both be written to {tmp}/out/a.png; give them different names'),
+    (['{photos}/empty', '{tmp}/out'], '{photos}/empty: no images to upscale'),
+    (['{photos}/a.png', '{tmp}/out.png', '--ext', 'png'],
+     '--ext applies to an output folder; the output file names its format by its extension'),
+    (['{photos}/a.png'], 'give an input and an output: liif upscale IN OUT, or IN... FOLDER'),
+])
+def test_upscale_refuses_before_writing(photos, tmp_path, capsys, args, message):
+    (photos / 'sub' / 'a.png').write_bytes((photos / 'a.png').read_bytes())
+    before = {p: p.read_bytes() for p in photos.rglob('*') if p.is_file()}
+    fill = {'photos': photos, 'tmp': tmp_path}
+    argv = ['upscale', *(a.format(**fill) for a in args), '--scale', '2', *WEIGHTS]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f'liif upscale: error: {message.format(**fill)}\n'
+    assert {p: p.read_bytes() for p in photos.rglob('*') if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['photos']
+
+
+def test_overwrite_replaces_the_input_when_asked(photos, capsys):
+    path = photos / 'a.png'
+    assert main(['upscale', str(path), str(path), '--scale', '2', '--overwrite', *WEIGHTS]) == 0
+    assert read_image(path).size == (14, 10)
+
+
+# ----------------------------------------------------------------------------------------------
+# Conventions of every command
+
+@pytest.mark.parametrize('argv', [[c, '--no-progress', '--debug', '--help'] for c in COMMANDS]
+                         + [['data', 'fetch', 'samples', '--no-progress', '--help'],
+                            ['data', '--no-progress', 'list', '--help']])
+def test_every_command_takes_no_progress_and_debug(argv, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 0 and capsys.readouterr().out.startswith('usage: liif ')
+
+
+def test_list(tmp_path, capsys):
+    (tmp_path / 'weights').mkdir()
+    (tmp_path / 'weights' / 'rdn-liif.pth').write_bytes(b'')
+    (tmp_path / 'standin' / 'train').mkdir(parents=True)
+    assert main(['list', '--data-root', str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith('configs (liif train / liif test CONFIG):\n  cpu/ablation/')
+    assert '\n  test/test-div2k-4\n' in out and '\n  train-div2k/train_rdn-liif\n' in out
+    assert ('shipped weights (--weights NAME):\n  edsr-baseline-liif-standin   EDSR-baseline-LIIF '
+            'trained on the 27 stand-in photos on a 2-core CPU (default)\n') in out
+    assert f'official checkpoints (liif data fetch NAME; --weights NAME), under {tmp_path}:' in out
+    assert '\n  edsr-baseline-liif   absent   The official EDSR-baseline-LIIF' in out
+    assert '\n  rdn-liif             present  The official RDN-LIIF' in out
+    assert f'datasets (liif data fetch NAME), under {tmp_path}:' in out
+    assert '\n  standin              present  Stand-in' in out
+    assert '\n  div2k                absent   DIV2K' in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(['--version'])
+    assert exit.value.code == 0 and capsys.readouterr().out == f'liif {__version__}\n'

@@ -1,6 +1,7 @@
 """Evaluation: the official eval_psnr against hand computations, the scale sweep's bicubic row
 against resize_fn + PSNR, and ``liif test``."""
 import csv
+import json
 import math
 
 import numpy as np
@@ -15,7 +16,7 @@ from liif_core.cli import main as cli_main
 from liif_core.data import SRImplicitDownsampled
 from liif_core.evaluate import evaluate, evaluate_scales, make_test_pair
 from liif_core.render import BICUBIC
-from liif_core.report import format_table, write_csv
+from liif_core.report import format_table, read_json, write_csv, write_json
 
 TINY_MODEL = {'name': 'liif', 'args': {
     'encoder_spec': {'name': 'edsr-baseline',
@@ -83,6 +84,26 @@ def test_evaluate_equals_hand_computation(eval_type, shave, luma):
     assert result.psnr == pytest.approx(np.mean(expected), abs=1e-4)
 
 
+def test_evaluate_ssim_is_scikit_image_on_the_scored_pixels():
+    from skimage.metrics import structural_similarity
+    # x4 of 10x11 and 9x7: the second leaves 16x8 pixels after the div2k shave, fewer than the
+    # 11-pixel SSIM window.
+    hrs = [random_image(40, 44, 0), random_image(36, 28, 1)]
+    items = [full_item(hr, hr.shape[0] // 4, hr.shape[1] // 4) for hr in hrs]
+    result = evaluate(CoordModel(), items, eval_type='div2k-4', progress=False)
+    crop = (slice(10, -10), slice(10, -10))
+    expected = structural_similarity(
+        coord_model_sr(40, 44)[crop], hrs[0][crop], channel_axis=2, gaussian_weights=True,
+        sigma=1.5, use_sample_covariance=False, data_range=1)
+    assert result.per_image_ssim[0] == pytest.approx(expected, abs=1e-5)
+    assert result.per_image_ssim[1] is None and result.ssim is None
+    alone = evaluate(CoordModel(), items[:1], eval_type='div2k-4', progress=False)
+    assert alone.ssim == alone.per_image_ssim[0]
+    # Without a protocol the queries are points, not an image: no SSIM.
+    plain = evaluate(CoordModel(), items, progress=False)
+    assert plain.ssim is None and plain.per_image_ssim == []
+
+
 def test_plain_psnr_is_per_batch_weighted_by_batch_size():
     """eval_type None: one MSE over each whole batch, batches weighted by size."""
     sr = coord_model_sr(12, 12)
@@ -126,22 +147,27 @@ def test_make_test_pair_is_the_wrappers_test_item(scale):
     assert torch.equal(hr_crop.reshape(3, -1).t(), item['gt'])
 
 
-def test_sweep_bicubic_row_equals_resize_fn_psnr():
+def test_sweep_bicubic_row_equals_resize_fn_psnr_and_ssim():
     from liif_core import calc_psnr
+    from liif_core.metrics import calc_ssim
     images = [torch.from_numpy(random_image(40, 46, s)).permute(2, 0, 1).float() for s in (5, 6)]
     scales = [2, 3, 2.5, (2, 3)]
     rows = evaluate_scales(None, images, scales, protocol='benchmark', progress=False)
     for row, scale in zip(rows, scales):
         s_row, s_col = scale if isinstance(scale, tuple) else (scale, scale)
-        expected = []
+        expected, expected_ssim = [], []
         for hr in images:
             h, w = math.floor(40 / s_row + 1e-9), math.floor(46 / s_col + 1e-9)
             crop = hr[:, :round(h * s_row), :round(w * s_col)]
             up = resize_fn(resize_fn(crop, (h, w)), crop.shape[-2:])
             expected.append(calc_psnr(up, crop, 'benchmark', max(s_row, s_col)).item())
+            expected_ssim.append(calc_ssim(up, crop, 'benchmark', max(s_row, s_col)).item())
         assert row.per_image_bicubic == pytest.approx(expected, abs=1e-5)
         assert row.psnr_bicubic == pytest.approx(np.mean(expected), abs=1e-5)
+        assert row.per_image_ssim_bicubic == pytest.approx(expected_ssim, abs=1e-6)
+        assert row.ssim_bicubic == pytest.approx(np.mean(expected_ssim), abs=1e-6)
         assert row.psnr is None and row.per_image == []
+        assert row.ssim is None and row.per_image_ssim == []
 
 
 def test_sweep_model_row_equals_evaluate_on_the_official_test_items():
@@ -155,10 +181,12 @@ def test_sweep_model_row_equals_evaluate_on_the_official_test_items():
         official = evaluate(model, dataset, f'div2k-{scale}', eval_bsize=30000, progress=False)
         assert row.psnr == pytest.approx(official.psnr, abs=1e-5)
         assert row.per_image == pytest.approx(official.per_image, abs=1e-5)
-        assert row.psnr_bicubic is None
+        assert row.per_image_ssim == pytest.approx(official.per_image_ssim, abs=1e-6)
+        assert row.ssim == pytest.approx(official.ssim, abs=1e-6)
+        assert row.psnr_bicubic is None and row.ssim_bicubic is None
 
 
-def test_table_and_csv(tmp_path):
+def test_table_csv_and_json(tmp_path):
     images = [torch.from_numpy(random_image(30, 30, 9)).permute(2, 0, 1).float()]
     rows = evaluate_scales(make_model(TINY_MODEL), images, [2, 2.5], protocol='div2k',
                            progress=False)
@@ -167,13 +195,33 @@ def test_table_and_csv(tmp_path):
     assert lines[0] == '| method | x2 | x2.5 |'
     assert lines[2].startswith('| bicubic | ') and lines[3].startswith('| tiny | ')
     assert f'{rows[1].psnr:.2f}' in lines[3]
+    ssim_table = format_table(rows, 'tiny', metric='ssim').splitlines()
+    assert ssim_table[3] == f'| tiny | {rows[0].ssim:.4f} | {rows[1].ssim:.4f} |'
     write_csv(rows, tmp_path / 'sweep.csv')
     write_csv(rows, tmp_path / 'per-image.csv', per_image=True)
     summary = read_csv(tmp_path / 'sweep.csv')
+    assert list(summary[0]) == ['scale', 'psnr', 'psnr_bicubic', 'ssim', 'ssim_bicubic',
+                                'n_images']
     assert [r['scale'] for r in summary] == ['2', '2.5']
     assert float(summary[0]['psnr_bicubic']) == pytest.approx(rows[0].psnr_bicubic, abs=1e-4)
+    assert float(summary[1]['ssim_bicubic']) == pytest.approx(rows[1].ssim_bicubic, abs=1e-4)
     per_image = read_csv(tmp_path / 'per-image.csv')
     assert [(r['scale'], r['image']) for r in per_image] == [('2', 'image-0'), ('2.5', 'image-0')]
+    assert float(per_image[0]['ssim']) == pytest.approx(rows[0].per_image_ssim[0], abs=1e-4)
+    write_json(rows, tmp_path / 'sweep.json', command='test')
+    assert read_json(tmp_path / 'sweep.json') == (rows, {'command': 'test'})
+
+
+def test_json_written_before_ssim_reads_as_none(tmp_path):
+    (tmp_path / 'old.json').write_text(json.dumps({
+        'command': 'old', 'images': ['a.png'],
+        'rows': [{'scale': [2, 3], 'psnr': 30.0, 'psnr_bicubic': 29.0, 'per_image': [30.0],
+                  'per_image_bicubic': [29.0]}]}))
+    (row,), meta = read_json(tmp_path / 'old.json')
+    assert meta == {'command': 'old'} and row.scale == (2, 3) and row.psnr == 30.0
+    assert row.ssim is None and row.ssim_bicubic is None
+    assert row.per_image_ssim == [] and row.per_image_ssim_bicubic == []
+    assert format_table([row], metric='ssim') == "| method | x2x3 |\n|---|---|"
 
 
 @pytest.fixture
@@ -197,9 +245,13 @@ def test_cli_sweep(tiny_weights_and_images, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert '| method | x2 | x3 | x2x3 |' in printed and '| bicubic |' in printed
     rows = evaluate_scales(None, folder, [2, 3, (2, 3)], protocol='benchmark', progress=False)
+    assert '\nSSIM, protocol benchmark, 2 images' in printed
+    assert '| bicubic | ' + ' | '.join(f'{r.ssim_bicubic:.4f}' for r in rows) + ' |' in printed
     summary = read_csv(out)
     assert [float(r['psnr_bicubic']) for r in summary] == pytest.approx(
         [r.psnr_bicubic for r in rows], abs=1e-4)
+    assert [float(r['ssim_bicubic']) for r in summary] == pytest.approx(
+        [r.ssim_bicubic for r in rows], abs=1e-4)
 
 
 def test_cli_runs_an_official_test_config(tiny_weights_and_images, tmp_path, capsys):
@@ -226,8 +278,9 @@ data_norm:
     from liif_core import load_model
     rows = evaluate_scales(load_model(weights), folder, [3], protocol='benchmark',
                            progress=False)
-    assert f'result: {rows[0].psnr:.4f}' in printed
-    assert f'bicubic: {rows[0].psnr_bicubic:.4f}' in printed
+    assert f'result: {rows[0].psnr:.4f}\nssim: {rows[0].ssim:.4f}\n' in printed
+    assert (f'bicubic: {rows[0].psnr_bicubic:.4f}\nbicubic ssim: {rows[0].ssim_bicubic:.4f}\n'
+            in printed)
     # The same config as the source of HR images for a sweep (protocol from its eval_type).
     assert cli_main(['test', str(config), '--weights', str(weights), '--scales', '3,4',
                      '--first-k', '1', '--label', 'tiny']) == 0

@@ -1,5 +1,6 @@
 """Downloads against a loopback HTTP server: good files, wrong checksums, interrupted transfers
-resumed with a Range request, a server that is down, and the Debian / pip photo sets."""
+resumed with a Range request, a server that is down, the Debian / pip photo sets and the
+official checkpoints."""
 import hashlib
 import io
 import json
@@ -9,6 +10,7 @@ import tarfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +20,11 @@ from PIL import Image
 from liif_core.cli import main
 from liif_core.data import photos
 from liif_core.data.download import FetchError, download
-from liif_core.data.fetch import extract, fetch, load_manifest, manifest_names
+from liif_core.data import fetch as fetch_module
+from liif_core.data.fetch import checkpoint_names, extract, fetch, load_manifest, manifest_names
+from liif_core.pretrained import resolve_weights
+
+REFERENCE_CKPT = Path(__file__).parent / 'reference' / 'edsr_liif_reference.pth'
 
 torch.set_num_threads(2)
 
@@ -329,3 +335,50 @@ def test_samples_set_builds_offline(tmp_path):
         assert h % 12 == 0 and w % 12 == 0 and min(h, w) >= 300
         lr = Image.open(os.path.join(target, 'LR_bicubic', 'X3', name[:-4] + 'x3.png'))
         assert lr.size == (w // 3, h // 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# The official checkpoints
+
+def test_packaged_checkpoint_manifests():
+    assert checkpoint_names() == ['edsr-baseline-liif', 'rdn-liif']
+    for name in checkpoint_names():
+        (entry,) = load_manifest(name)['files']
+        assert entry['filename'] == f'{name}.pth' and entry['url'].startswith('https://')
+        assert entry['sha256'] is None  # not published: recorded on first download
+
+
+def test_official_checkpoint_is_fetched_then_found_by_name(server, tmp_path, monkeypatch):
+    data = REFERENCE_CKPT.read_bytes()
+    server.files['/edsr-baseline-liif.pth'] = data
+    packaged = fetch_module.load_manifest
+
+    def served(name):  # the packaged manifest, its file served from here
+        manifest = packaged(name)
+        if name == 'edsr-baseline-liif':
+            manifest['files'][0]['url'] = f'{server.url}/edsr-baseline-liif.pth'
+        return manifest
+
+    monkeypatch.setattr(fetch_module, 'load_manifest', served)
+    monkeypatch.chdir(tmp_path)  # the default data root, ./data, is here
+    path = tmp_path / 'data' / 'weights' / 'edsr-baseline-liif.pth'
+    with pytest.raises(FetchError, match=r'is not downloaded; run `liif data fetch '
+                                         r'edsr-baseline-liif`$'):
+        resolve_weights('edsr-baseline-liif')
+    with pytest.warns(UserWarning, match='no published sha256'):
+        assert main(['data', 'fetch', 'edsr-baseline-liif', '--no-progress']) == 0
+    assert path.read_bytes() == data
+    assert json.loads((tmp_path / 'data' / 'fetch-lock.json').read_text()) == {
+        'edsr-baseline-liif.pth': sha256(data)}
+    assert main(['data', 'fetch', '--no-progress', 'edsr-baseline-liif']) == 0
+    assert len(server.log) == 1  # already there: no second request
+    for name in ('edsr-baseline-liif', 'edsr-baseline-liif.pth'):
+        assert resolve_weights(name) == Path('data') / 'weights' / 'edsr-baseline-liif.pth'
+    Image.new('RGB', (6, 5)).save(tmp_path / 'in.png')
+    assert main(['upscale', 'in.png', 'out.png', '--scale', '2',
+                 '--weights', 'edsr-baseline-liif']) == 0
+    assert Image.open(tmp_path / 'out.png').size == (12, 10)
+    with open(path, 'ab') as f:
+        f.write(b'\0')
+    with pytest.raises(FetchError, match='sha256 differs from the one recorded at download'):
+        resolve_weights('edsr-baseline-liif')

@@ -78,7 +78,23 @@ def load_config(name_or_path: str | os.PathLike) -> dict[str, Any]:
             text = f.read()
     else:
         text = (resources.files(__name__) / (find_config(path) + SUFFIX)).read_text()
-    config = yaml.safe_load(text)
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f'{path}: {_yaml_problem(e)}; fix the file') from None
     if not isinstance(config, dict):
         raise ValueError(f'config {path!r} is not a YAML mapping')
     return config
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where. Tags that would build Python objects
+    (``!!python/...``) are refused by the safe loader, and said so."""
+    mark = getattr(error, 'problem_mark', None)
+    where = f' (line {mark.line + 1}, column {mark.column + 1})' if mark is not None else ''
+    problem = getattr(error, 'problem', None) or str(error).splitlines()[0]
+    if 'tag:yaml.org,2002:python/' in problem:
+        tag = problem.split('tag:yaml.org,2002:', 1)[1].rstrip("'")
+        return f'the tag !!{tag}{where} would run code; configs hold plain YAML only'
+    return f'not valid YAML: {problem}{where}'
+

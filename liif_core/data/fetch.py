@@ -1,4 +1,4 @@
-"""Datasets by name: ``liif data fetch NAME [--root DIR]``.
+"""Datasets and the official checkpoints by name: ``liif data fetch NAME [--root DIR]``.
 
 Every dataset is described by a manifest shipped with the package (``manifests/<name>.json``):
 where its files come from, their checksums and how they unpack. Files land under the data root
@@ -9,6 +9,8 @@ where its files come from, their checksums and how they unpack. Files land under
     data/benchmark/Set5/HR/     data/benchmark/Set5/LR_bicubic/X2/     (benchmark)
     data/standin/train/  data/standin/valid/  data/standin/valid_LR_bicubic/X2/  (standin)
     data/samples/HR/     data/samples/LR_bicubic/X2/                   (samples)
+    data/weights/edsr-baseline-liif.pth   data/weights/rdn-liif.pth   (the official checkpoints,
+                                           found by ``--weights edsr-baseline-liif``)
 
 Downloads go to ``<file>.part`` and are renamed only once complete and verified, so a killed
 download never looks finished; running the command again resumes the ``.part`` with an HTTP
@@ -66,14 +68,16 @@ def write_lock(root: str, lock: dict[str, str]) -> None:
     os.replace(path + '.tmp', path)
 
 
-def fetch_file(entry: dict[str, Any], root: str, progress: bool = True) -> str:
-    """Download one manifest entry to ``<root>/downloads/``, pinning an unknown sha256.
+def fetch_file(entry: dict[str, Any], root: str, progress: bool = True,
+               folder: str = 'downloads') -> str:
+    """Download one manifest entry to ``<root>/<folder>/``, pinning an unknown sha256.
 
     Args:
         entry: {'url', 'filename', 'size', 'md5', 'sha256'} (checksums may be null).
         root: the data root; its lock file records the sha256 of files that have none.
+        folder: where under the root the file stays.
     """
-    dest = os.path.join(root, 'downloads', entry['filename'])
+    dest = os.path.join(root, folder, entry['filename'])
     lock = read_lock(root)
     sha256 = entry.get('sha256') or lock.get(entry['filename'])
     if not os.path.exists(dest):
@@ -131,11 +135,42 @@ def fetch_archives(manifest: dict[str, Any], root: str, progress: bool = True) -
     return target
 
 
+def fetch_checkpoint(manifest: dict[str, Any], root: str, progress: bool = True) -> str:
+    """Download a 'checkpoint' manifest's file to ``<root>/<target>/``; return that folder."""
+    for entry in manifest['files']:
+        fetch_file(entry, root, progress, folder=manifest['target'])
+    return os.path.join(root, manifest['target'])
+
+
+def checkpoint_names() -> list[str]:
+    """The official checkpoints ``liif data fetch`` knows (manifests of kind 'checkpoint')."""
+    return [n for n in manifest_names() if load_manifest(n)['kind'] == 'checkpoint']
+
+
+def checkpoint_path(name: str, root: str = DEFAULT_DATA_ROOT) -> str:
+    """Where ``liif data fetch NAME`` puts the official checkpoint ``name``, after checking that
+    it is there and still has the sha256 recorded when it was downloaded."""
+    manifest = load_manifest(name)
+    entry = manifest['files'][0]
+    path = os.path.join(root, manifest['target'], entry['filename'])
+    if not os.path.isfile(path):
+        raise FetchError(f'{path}: the official checkpoint {name!r} is not downloaded; run '
+                         f'`liif data fetch {name}`' + ('' if root == DEFAULT_DATA_ROOT
+                                                         else f' --root {root}'))
+    expected = entry.get('sha256') or read_lock(root).get(entry['filename'])
+    if expected is not None and file_digest(path, 'sha256') != expected:
+        raise FetchError(f'{path}: sha256 differs from the one recorded at download '
+                         f'({expected}); delete it and run `liif data fetch {name}` again')
+    return path
+
+
 def fetch(name: str, root: str = DEFAULT_DATA_ROOT, progress: bool = True) -> str:
-    """Fetch a dataset by manifest name (see ``manifest_names``); return its folder."""
+    """Fetch a dataset or an official checkpoint by manifest name (see ``manifest_names``);
+    return its folder."""
     manifest = load_manifest(name)
     os.makedirs(root, exist_ok=True)
-    kinds = {'archives': fetch_archives, 'debian': fetch_debian_photos, 'pip': fetch_pip_photos}
+    kinds = {'archives': fetch_archives, 'debian': fetch_debian_photos, 'pip': fetch_pip_photos,
+             'checkpoint': fetch_checkpoint}
     if manifest.get('kind') not in kinds:
         raise ValueError(f"manifest {name!r} has unknown kind {manifest.get('kind')!r}")
     return kinds[manifest['kind']](manifest, root, progress=progress)
@@ -146,22 +181,22 @@ def fetch(name: str, root: str = DEFAULT_DATA_ROOT, progress: bool = True) -> st
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest='action', metavar='ACTION', required=True)
-    p = sub.add_parser('fetch', help='download (or copy) a dataset under the data root')
+    p = sub.add_parser('fetch', help='download (or copy) a dataset or an official checkpoint '
+                                     'under the data root')
     p.add_argument('names', nargs='+', metavar='NAME',
                    help=f"one of: {', '.join(manifest_names())}")
     p.add_argument('--root', default=DEFAULT_DATA_ROOT,
                    help='data root; pass the same to `liif train/test --data-root` '
                         '(default: %(default)s)')
-    p.add_argument('--no-progress', action='store_true', help='no progress bars')
-    sub.add_parser('list', help='the datasets `fetch` knows')
+    sub.add_parser('list', help='the datasets and checkpoints `fetch` knows')
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == 'list':
         for name in manifest_names():
-            print(f"{name:10s} {load_manifest(name)['title']}")
+            print(f"{name:18s} {load_manifest(name)['title']}")
         return 0
     for name in args.names:
-        folder = fetch(name, args.root, progress=not args.no_progress)
+        folder = fetch(name, args.root, progress=args.progress)
         print(f'{name}: ready in {folder}')
     return 0

@@ -1,0 +1,56 @@
+"""``liif list``: what the package holds and what ``liif data fetch`` can add.
+
+Configs (the packaged YAML names ``liif train`` and ``liif test`` take), the shipped weights,
+the official checkpoints and the datasets, each with whether it is present under the data root.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .configs import list_configs
+from .data.fetch import load_manifest, manifest_names
+from .data.specs import DEFAULT_DATA_ROOT
+from .pretrained import DEFAULT_MODEL, PRETRAINED
+
+
+def _present(manifest: dict, root: str) -> bool:
+    """Whether ``liif data fetch`` has put the manifest's files under ``root``."""
+    target = os.path.join(root, manifest['target'])
+    if manifest['kind'] == 'checkpoint':
+        return all(os.path.isfile(os.path.join(target, f['filename'])) for f in manifest['files'])
+    if manifest['kind'] == 'archives':
+        return all(os.path.isdir(os.path.join(target, f['provides'])) for f in manifest['files'])
+    return os.path.isdir(target) and any(os.scandir(target))
+
+
+def catalog(root: str = DEFAULT_DATA_ROOT) -> dict[str, list[str]]:
+    """Section title -> its lines, as ``liif list`` prints them."""
+    manifests = {name: load_manifest(name) for name in manifest_names()}
+    lines = {name: f"{name:20s} {'present' if _present(m, root) else 'absent '}  {m['title']}"
+             for name, m in manifests.items()}
+    checkpoints = [n for n, m in manifests.items() if m['kind'] == 'checkpoint']
+
+    return {
+        'configs (liif train / liif test CONFIG)': list_configs(),
+        'shipped weights (--weights NAME)': [
+            f"{name:28s} {p.summary}" + (' (default)' if name == DEFAULT_MODEL else '')
+            for name, p in PRETRAINED.items()],
+        f'official checkpoints (liif data fetch NAME; --weights NAME), under {root}':
+            [lines[n] for n in checkpoints],
+        f'datasets (liif data fetch NAME), under {root}':
+            [line for n, line in lines.items() if n not in checkpoints],
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
+                        help='where to look for fetched datasets and checkpoints '
+                             '(default: %(default)s)')
+
+
+def run(args: argparse.Namespace) -> int:
+    for title, lines in catalog(args.data_root).items():
+        print(f'{title}:')
+        print('\n'.join(f'  {line}' for line in lines))
+    return 0
