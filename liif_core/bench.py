@@ -1,20 +1,23 @@
-"""``liif bench``: the fast decoding path against the official algorithm, side by side.
+"""``liif bench``: what users run, end-to-end ``upscale``, against the official algorithm.
 
-For each case (an input size and an integer scale), the same model decodes the same full output
-grid three ways, interleaved in one process so that background load hits them alike, and the
-median of ``--repeat`` runs is kept:
+For each case (an input size and an integer scale) the same model makes the same full output
+grid, interleaved in one process so that background load hits every path alike, and the median
+of ``--repeat`` runs is kept:
 
-* ``reference``: the official algorithm (``fast=False``) in chunks of 30000 queries, as the
-  official test script runs it;
-* ``peer``: the official algorithm at its best chunk size on CPU (about 2048 queries), the
-  honest comparison;
-* ``fast``: the default path (``project_codes`` once, then cache-sized chunks).
+* ``upscale``: ``liif_core.upscale`` on a [0, 1] tensor, everything included (encoder tiles,
+  bands, workers);
+* ``official``: the official algorithm (``fast=False``) as shipped, in chunks of 30000 queries,
+  at the configured threads and, when that is more than one, at one thread (the better of the
+  two is the comparison, as a user would pick);
+* ``official-tuned``: the official algorithm at its best CPU chunk (about 2048 queries);
+* ``fast-query``: the raw fast query, ``batched_predict`` in one chunk, features included.
 
-Peak memory is measured in a fresh process per path and case: the resident set just before
-decoding is subtracted from the high-water mark reached while decoding, so model, input and
-coordinates do not count and one case's peak cannot hide another's. The matrix-multiply rate
-of the machine is measured on a float32 (4096 x 256) @ (256 x 256) product, and the fast path's
-rate counts the multiply-adds it must do per query (``fast_macs_per_query``).
+Every case runs on a quiet machine and again while a competing CPU-bound process (a bounded
+``while`` loop at the same priority, started and always stopped by the bench) holds a core.
+The float32 (or ``--dtype``) matrix-multiply rate, measured in each condition, is the ceiling:
+a path's GFLOP/s counts the multiply-adds the fast path must do (``fast_macs_per_query``).
+Peak memory is the resident-set high-water mark decoding adds, in a fresh process per path.
+``--json PATH`` writes every case.
 
 Book: chapter 4 explains why the fast path is exact, the benchmark chapter discusses the table.
 """
@@ -22,14 +25,17 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import json
 import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -39,43 +45,32 @@ from .checkpoint import load_model
 from .coords import make_cell, make_coord
 from .liif import LIIF, batched_predict
 from .models import liif_spec
-from .sampling import ensemble_offsets
 from .registry import make_model
+from .render import DTYPES, precision
+from .sampling import ensemble_offsets
+from .upscale import upscale
 
-# (input side, scale): x2 to x30 of a 48 x 48 input (the paper's range) and a larger input.
-CASES = ((48, 2), (48, 4), (48, 12), (48, 30), (128, 4))
-# Tiny cases for a smoke test: seconds, not minutes.
-QUICK_CASES = ((8, 3),)
+# (input side, scale): x4, x12 and x30 with about 37k, 147k and 518k output pixels.
+CASES = ((48, 4), (32, 12), (24, 30))
+# A tiny case for a smoke test: seconds, not minutes. An even scale: at odd ones some output
+# pixels sit exactly on a code centre, where the ensemble weights are 0/0 up to AREA_EPS and
+# upscale's band coordinates (one rounding away from make_coord's) may blend differently.
+QUICK_CASES = ((8, 4),)
 # Queries per chunk of the official test script.
 REFERENCE_CHUNK = 30000
 # The official algorithm's best chunk on CPU: its per-chunk tensors (Q x 580 codes, Q x 256
 # activations) then stay in cache.
-PEER_CHUNK = 2048
+TUNED_CHUNK = 2048
 # The model when no weights are given: the paper's EDSR-baseline LIIF, randomly initialised.
 # Speed and memory do not depend on the weights' values.
 DEFAULT_SPEC = liif_spec('edsr-baseline')
 SEED = 0
-# The matrix product whose rate is taken as the machine's float32 peak: the shape of one hidden
-# layer applied to 4096 rows.
+# The matrix product whose rate is taken as the machine's peak: the shape of one hidden layer
+# applied to 4096 rows.
 GEMM_SHAPE = (4096, 256, 256)
-
-PATHS = {  # name -> (queries per batched_predict chunk, fast)
-    'reference': (REFERENCE_CHUNK, False),
-    'peer': (PEER_CHUNK, False),
-    'fast': (REFERENCE_CHUNK, True),
-}
-
-
-@dataclass
-class Row:
-    """One case of the table: rates in queries per second, memory in bytes (None: unknown)."""
-    size: int
-    scale: int
-    queries: int
-    rate: dict[str, float]
-    max_abs_diff: float
-    peak_extra: dict[str, int | None]
-    fast_gflops: float
+CONDITIONS = ('quiet', 'loaded')
+# The competing load ends by itself after this long, should the bench die without stopping it.
+LOAD_LIMIT_S = 3600
 
 
 def cpu_name() -> str:
@@ -95,18 +90,27 @@ def machine_description(threads: int) -> str:
             f'torch {torch.__version__}, Python {platform.python_version()}')
 
 
-def matmul_peak(repeat: int = 5, products: int = 20) -> float:
-    """The machine's float32 matrix-multiply rate in GFLOP/s (best of ``repeat`` timings)."""
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device | str = 'cpu', dtype: str = 'float32', repeat: int = 5,
+                products: int = 20) -> float:
+    """The machine's matrix-multiply rate in GFLOP/s at ``dtype`` (best of ``repeat``)."""
+    device = torch.device(device)
     m, k, n = GEMM_SHAPE
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    out = torch.empty(m, n)
-    torch.mm(a, b, out=out)  # warm-up: thread pool, packing buffers
-    best = float('inf')
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(products):
-            torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - start)
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    with torch.no_grad(), precision(dtype, device):
+        torch.mm(a, b)  # warm-up: thread pool, packing buffers
+        best = float('inf')
+        for _ in range(repeat):
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(products):
+                torch.mm(a, b)
+            _sync(device)
+            best = min(best, time.perf_counter() - start)
     return 2 * m * k * n * products / best / 1e9
 
 
@@ -126,19 +130,59 @@ def fast_macs_per_query(model: LIIF, h: int, w: int, queries: int) -> float:
     return members * per_member + conv / queries
 
 
-def _case_inputs(size: int, scale: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A seeded random input (1, 3, size, size) in [-1, 1] and its full output grid's queries."""
+def _case_input(size: int, device: torch.device) -> torch.Tensor:
+    """A seeded random image (3, size, size) in [0, 1]."""
     generator = torch.Generator().manual_seed(SEED)
-    inp = torch.rand(1, 3, size, size, generator=generator) * 2 - 1
-    H = W = size * scale
-    coord = make_coord((H, W)).unsqueeze(0)  # (1, H*W, 2)
-    return inp, coord, make_cell(coord, (H, W))
+    return torch.rand(3, size, size, generator=generator).to(device)
 
 
-def _decode(model: nn.Module, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-            path: str) -> torch.Tensor:
-    bsize, fast = PATHS[path]
-    return batched_predict(model, inp, coord, cell, bsize, fast=fast)
+def _official(model: LIIF, lr: torch.Tensor, scale: int, bsize: int, fast: bool = False
+              ) -> torch.Tensor:
+    """The output grid decoded by ``batched_predict``, as the official test script does:
+    (3, H, W) in [0, 1]."""
+    H = W = lr.shape[1] * scale
+    coord = make_coord((H, W), device=lr.device).unsqueeze(0)  # (1, H*W, 2)
+    pred = batched_predict(model, (lr.unsqueeze(0) - 0.5) / 0.5, coord, make_cell(coord, (H, W)),
+                           bsize, fast=fast)  # (1, H*W, 3)
+    return (pred[0].float() * 0.5 + 0.5).clamp_(0, 1).t().reshape(3, H, W)
+
+
+def _with_threads(threads: int, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    def call() -> torch.Tensor:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return fn()
+        finally:
+            torch.set_num_threads(before)
+    return call
+
+
+def paths(model: LIIF, lr: torch.Tensor, scale: int, threads: int
+          ) -> dict[str, Callable[[], torch.Tensor]]:
+    """Every timed path of a case, each making the (3, H, W) image in [0, 1]."""
+    out = {
+        'upscale': lambda: upscale(lr, scale=scale, model=model, progress=False),
+        'official': lambda: _official(model, lr, scale, REFERENCE_CHUNK),
+        'official-tuned': lambda: _official(model, lr, scale, TUNED_CHUNK),
+        'fast-query': lambda: _official(model, lr, scale, 2**62, fast=True),
+    }
+    if threads > 1 and lr.device.type == 'cpu':
+        out['official-1-thread'] = _with_threads(1, out['official'])
+    return out
+
+
+@contextlib.contextmanager
+def competing_load(limit_s: float = LOAD_LIMIT_S) -> Iterator[subprocess.Popen]:
+    """A CPU-bound process at this one's priority for the duration of the block, stopped at its
+    end whatever happens (and ending by itself after ``limit_s``, should this process die)."""
+    code = f'import time\nend = time.monotonic() + {limit_s}\nwhile time.monotonic() < end: pass'
+    proc = subprocess.Popen([sys.executable, '-c', code])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _status_kib(field: str) -> int:
@@ -149,8 +193,8 @@ def _status_kib(field: str) -> int:
 
 
 def _memory_probe(spec: dict[str, Any], state: dict[str, torch.Tensor], size: int, scale: int,
-                  path: str, threads: int) -> int | None:
-    """In a fresh process: bytes that decoding one case adds to the resident set at its peak.
+                  path: str, threads: int, device: str, dtype: str) -> int | None:
+    """In a fresh process: bytes that one path adds to the resident set at its peak.
 
     Writing 5 to /proc/self/clear_refs resets the high-water mark to the current resident set,
     so the peak counts only what decoding allocates. None where /proc does not allow it.
@@ -158,68 +202,83 @@ def _memory_probe(spec: dict[str, Any], state: dict[str, torch.Tensor], size: in
     torch.set_num_threads(threads)
     model = make_model(spec)
     model.load_state_dict(state)
-    model.eval()
-    inp, coord, cell = _case_inputs(size, scale)
+    model.to(device).eval()
+    run = paths(model, _case_input(size, torch.device(device)), scale, threads)[path]
     try:
         Path('/proc/self/clear_refs').write_text('5')
         before = _status_kib('VmRSS')
     except OSError:
         return None
-    _decode(model, inp, coord, cell, path)
+    with precision(dtype, device):
+        run()
     return (_status_kib('VmHWM') - before) * 1024
 
 
-def peak_extra_memory(model: nn.Module, size: int, scale: int, path: str,
-                      threads: int) -> int | None:
+def peak_extra_memory(model: nn.Module, size: int, scale: int, path: str, threads: int,
+                      device: str = 'cpu', dtype: str = 'float32') -> int | None:
     """``_memory_probe`` run in a new (spawned) process, so that high-water marks never mix."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     context = multiprocessing.get_context('spawn')
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_memory_probe, model.spec, state, size, scale, path, threads).result()
+        return pool.submit(_memory_probe, model.spec, state, size, scale, path, threads,
+                           str(device), dtype).result()
 
 
-def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int,
-               progress: tqdm | None = None) -> Row:
-    """Time the three paths interleaved (median of ``repeat``), compare outputs, probe memory."""
-    inp, coord, cell = _case_inputs(size, scale)
-    times: dict[str, list[float]] = {path: [] for path in PATHS}
+def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int, dtype: str,
+               condition: str, ceiling: float, progress: tqdm | None = None) -> dict[str, Any]:
+    """Time every path interleaved (median of ``repeat``) and compare their outputs."""
+    device = next(model.parameters()).device
+    lr = _case_input(size, device)
+    runs = paths(model, lr, scale, threads)
+    times: dict[str, list[float]] = {path: [] for path in runs}
     outputs: dict[str, torch.Tensor] = {}
-    for _ in range(repeat):
-        for path in PATHS:
-            start = time.perf_counter()
-            outputs[path] = _decode(model, inp, coord, cell, path)
-            times[path].append(time.perf_counter() - start)
-            if progress is not None:
-                progress.update()
-    Q = coord.shape[1]
-    rate = {path: Q / statistics.median(t) for path, t in times.items()}
-    diff = (outputs['fast'] - outputs['reference']).abs().max().item()
-    peak = {}
-    for path in ('reference', 'fast'):
-        peak[path] = peak_extra_memory(model, size, scale, path, threads)
-        if progress is not None:
-            progress.update()
-    macs = fast_macs_per_query(model, size, size, Q)
-    return Row(size, scale, Q, rate, diff, peak, rate['fast'] * 2 * macs / 1e9)
+    with precision(dtype, device):
+        for _ in range(repeat):
+            for path, run in runs.items():
+                _sync(device)
+                start = time.perf_counter()
+                outputs[path] = run()
+                _sync(device)
+                times[path].append(time.perf_counter() - start)
+                if progress is not None:
+                    progress.update()
+    pixels = (size * scale) ** 2
+    seconds = {path: statistics.median(t) for path, t in times.items()}
+    official = min(seconds[p] for p in seconds if p.startswith('official-1') or p == 'official')
+    gflops = {path: pixels * 2 * fast_macs_per_query(model, size, size, pixels) / t / 1e9
+              for path, t in seconds.items() if path in ('upscale', 'fast-query')}
+    return {
+        'condition': condition, 'size': size, 'scale': scale, 'pixels': pixels,
+        'seconds': seconds,
+        'px_per_s': {path: pixels / t for path, t in seconds.items()},
+        'speedup_vs_official': {path: official / t for path, t in seconds.items()},
+        'max_abs_diff_vs_official': {path: (out - outputs['official']).abs().max().item()
+                                     for path, out in outputs.items()},
+        'gflops': gflops,
+        'pct_of_ceiling': {path: 100 * g / ceiling for path, g in gflops.items()},
+    }
 
 
-def format_table(rows: list[Row], peak_gflops: float) -> str:
-    """The results as a markdown table (rates in queries/s, memory in MiB)."""
+def format_table(cases: list[dict[str, Any]]) -> str:
+    """The cases as a markdown table."""
     def mib(value: int | None) -> str:
         return 'n/a' if value is None else f'{value / 2**20:.0f}'
 
-    lines = ['| case | queries | reference q/s | peer q/s | fast q/s | fast/reference '
-             '| fast/peer | max abs diff | reference peak MiB | fast peak MiB '
-             '| fast GFLOP/s | fast % of matmul peak |',
-             '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
-    for r in rows:
+    lines = ['| condition | case | pixels | upscale px/s | official px/s | official-tuned px/s '
+             '| fast-query px/s | upscale / official | upscale % of ceiling | max abs diff '
+             '| upscale peak MiB | official peak MiB |',
+             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for c in cases:
+        rate, peak = c['px_per_s'], c.get('peak_extra_bytes', {})
+        best_official = max(v for k, v in rate.items() if k.startswith('official-1')
+                            or k == 'official')
         lines.append(
-            f"| {r.size}x{r.size} x{r.scale} | {r.queries} | {r.rate['reference']:.0f} "
-            f"| {r.rate['peer']:.0f} | {r.rate['fast']:.0f} "
-            f"| {r.rate['fast'] / r.rate['reference']:.2f} | {r.rate['fast'] / r.rate['peer']:.2f} "
-            f"| {r.max_abs_diff:.2e} | {mib(r.peak_extra['reference'])} "
-            f"| {mib(r.peak_extra['fast'])} | {r.fast_gflops:.1f} "
-            f"| {100 * r.fast_gflops / peak_gflops:.0f} |")
+            f"| {c['condition']} | {c['size']}x{c['size']} x{c['scale']} | {c['pixels']} "
+            f"| {rate['upscale']:.0f} | {best_official:.0f} | {rate['official-tuned']:.0f} "
+            f"| {rate['fast-query']:.0f} | {c['speedup_vs_official']['upscale']:.2f} "
+            f"| {c['pct_of_ceiling']['upscale']:.0f} "
+            f"| {c['max_abs_diff_vs_official']['upscale']:.1e} "
+            f"| {mib(peak.get('upscale'))} | {mib(peak.get('official'))} |")
     return '\n'.join(lines)
 
 
@@ -231,36 +290,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='torch threads (default: %(default)s)')
     parser.add_argument('--repeat', type=int, default=3,
                         help='timed runs per path and case; the median is kept (default 3)')
+    parser.add_argument('--device', default='cpu', help="where to decode (default: cpu)")
+    parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32',
+                        help='precision of the model (default float32)')
+    parser.add_argument('--conditions', default=','.join(CONDITIONS),
+                        help='quiet, loaded or both (default: quiet,loaded)')
+    parser.add_argument('--json', metavar='PATH', help='also write every case to this file')
     parser.add_argument('--quick', action='store_true',
-                        help='tiny cases, one run each: checks that the benchmark works')
+                        help='a tiny case, one run each: checks that the benchmark works')
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.repeat < 1:
         raise ValueError('--threads and --repeat must be at least 1')
+    conditions = [c.strip() for c in args.conditions.split(',') if c.strip()]
+    if not conditions or any(c not in CONDITIONS for c in conditions):
+        raise ValueError(f'--conditions must list quiet and/or loaded, got {args.conditions!r}')
+    device = torch.device(args.device)
+    precision(args.dtype, device)  # an unsupported dtype fails before any work
     torch.set_num_threads(args.threads)
     cases, repeat = (QUICK_CASES, 1) if args.quick else (CASES, args.repeat)
     if args.weights:
-        model, weights = load_model(args.weights), args.weights
+        model, weights = load_model(args.weights, map_location=device), args.weights
     else:
         torch.manual_seed(SEED)
         model, weights = make_model(DEFAULT_SPEC), f'random EDSR-baseline LIIF (seed {SEED})'
     if not isinstance(model, LIIF) or model.imnet is None:
         raise ValueError('liif bench needs a LIIF model with a decoder')
-    model.eval()
-    peak = matmul_peak(repeat=2 if args.quick else 5)
-    rows = []
-    with torch.no_grad(), tqdm(total=len(cases) * (repeat * len(PATHS) + 2), desc='bench',
-                               leave=False, disable=None) as progress:
-        for size, scale in cases:
-            rows.append(bench_case(model, size, scale, repeat, args.threads, progress))
+    model.to(device).eval()
+    n_paths = len(paths(model, _case_input(1, device), 1, args.threads))
+    results, ceilings = [], {}
+    with torch.no_grad(), tqdm(total=len(conditions) * len(cases) * repeat * n_paths,
+                               desc='bench', leave=False, disable=not args.progress) as progress:
+        for condition in conditions:
+            with competing_load() if condition == 'loaded' else contextlib.nullcontext():
+                ceilings[condition] = matmul_peak(device, args.dtype, repeat=2 if args.quick else 5)
+                for size, scale in cases:
+                    results.append(bench_case(model, size, scale, repeat, args.threads,
+                                              args.dtype, condition, ceilings[condition],
+                                              progress))
+    # Memory does not depend on the load: measured once per case, quiet.
+    for size, scale in cases:
+        peak = {path: peak_extra_memory(model, size, scale, path, args.threads, str(device),
+                                        args.dtype) for path in ('upscale', 'official')}
+        for case in results:
+            if (case['size'], case['scale']) == (size, scale):
+                case['peak_extra_bytes'] = peak
     m, k, n = GEMM_SHAPE
-    print(f'machine: {machine_description(args.threads)}')
-    print(f'weights: {weights}')
-    print(f'float32 matmul peak ({m}x{k} @ {k}x{n}): {peak:.1f} GFLOP/s')
-    print(f'reference: official algorithm, chunks of {REFERENCE_CHUNK}; peer: official algorithm, '
-          f'chunks of {PEER_CHUNK}; median of {repeat} run(s); memory: peak resident set added by '
-          'decoding, one process per path and case')
+    report = {'command': 'liif bench ' + ' '.join(sys.argv[2:]),
+              'machine': machine_description(args.threads), 'weights': weights,
+              'device': str(device), 'dtype': args.dtype, 'threads': args.threads,
+              'repeat': repeat, 'gemm_shape': GEMM_SHAPE, 'ceiling_gflops': ceilings,
+              'cases': results}
+    print(f'machine: {report["machine"]}')
+    print(f'weights: {weights}; device {device}, {args.dtype}')
+    print('matmul ceiling (' + f'{m}x{k} @ {k}x{n}): '
+          + ', '.join(f'{c} {g:.1f} GFLOP/s' for c, g in ceilings.items()))
+    print(f'official: official algorithm, chunks of {REFERENCE_CHUNK}, the better of '
+          f'{args.threads} and 1 thread(s); official-tuned: chunks of {TUNED_CHUNK}; loaded: one '
+          f'competing CPU-bound process; median of {repeat} run(s); memory: peak resident set '
+          'added, one process per path and case')
     print()
-    print(format_table(rows, peak))
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
     return 0

@@ -20,7 +20,9 @@ Book: chapters 2-5 derive every line of this file; chapter 4 shows why the fast 
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +39,10 @@ from .spec import build_from_spec
 # is 1 MiB per activation, small enough to stay in a core's cache between the MLP's layers
 # (measured on one thread: 128 and 256 run about 10 % faster than 512, 20 % faster than 1024).
 FAST_CHUNK = 256
-# Queries per code lookup of the fast path: its small per-query tensors (indices, relative
-# coordinates, weights: about 100 bytes per query) are made for many MLP chunks at once.
-LOOKUP_CHUNK = 16384
+# Queries per work unit of the fast path: code lookups for that many at once (their small
+# per-query tensors, about 100 bytes per query, serve 16 MLP chunks), and the unit of work
+# handed to one worker thread. Small enough that 2-16 workers balance on an x4 48 x 48 image.
+WORK_UNIT = 4096
 
 
 class LIIF(nn.Module):
@@ -81,6 +84,7 @@ class LIIF(nn.Module):
             'cell_decode': cell_decode}}
         self.feat: torch.Tensor | None = None
         self._proj: torch.Tensor | None = None
+        self._proj_key: torch.dtype | None = None
 
     @property
     def code_dim(self) -> int:
@@ -126,8 +130,11 @@ class LIIF(nn.Module):
         """
         if self.feat is None:
             raise RuntimeError('query_rgb needs a feature map: call gen_feat(inp) first')
-        if fast and self.imnet is not None and self._proj is None:
-            self._proj = self.project_codes(self.feat)
+        if fast and self.imnet is not None:
+            # A projection made under autocast is in its dtype: it is reused only under the same.
+            key = _autocast_dtype(self.feat.device)
+            if self._proj is None or self._proj_key != key:
+                self._proj, self._proj_key = self.project_codes(self.feat), key
         return self.decode(self.feat, coord, cell, fast=fast, proj=self._proj)
 
     def decode(self, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor | None = None,
@@ -197,19 +204,27 @@ class LIIF(nn.Module):
         of queries is a contiguous block of rows). Each row gathers its code's projection (the
         first layer's code part and bias) and adds the rank-2 or rank-4 term of its relative
         coordinate and cell in place; the remaining layers then run once on all rows of a chunk.
-        Code lookups are done for LOOKUP_CHUNK queries at a time and the MLP for FAST_CHUNK, so
+        Code lookups are done for WORK_UNIT queries at a time and the MLP for FAST_CHUNK, so
         the many small lookup operations do not run once per MLP chunk.
+
+        Work units of WORK_UNIT queries go to worker threads (``_map_single_threaded``): one
+        busy core then slows one worker, instead of every small operation waiting for it.
         """
         Q = coord.shape[1]
         first, *hidden_layers, last = self.imnet.linears
-        w_query = first.weight[:, self.code_dim:].t()  # (2 or 4, D): rel columns, then cell columns
-        lookup = self._code_map(feat)  # (B, 4, h, w)
-        out = []
-        for start in range(0, Q, LOOKUP_CHUNK):
-            stop = start + LOOKUP_CHUNK
+        # The in-place addmm_ is not autocast: its operands take the projection's dtype (the
+        # autocast dtype when project_codes ran under autocast), as autocast would cast the
+        # reference path's decoder input. Lookups, terms and weights are made in float32.
+        w_query = first.weight[:, self.code_dim:].t().to(proj.dtype)  # (2 or 4, D): rel, cell
+        lookup = self._code_map(feat.shape, coord)  # (B, 4, h, w)
+
+        def unit(start: int) -> torch.Tensor:  # queries [start, start + WORK_UNIT) -> (n, B, 3)
+            stop = start + WORK_UNIT
             flat, terms, weight = self._lookup_codes(
                 lookup, coord[:, start:stop], None if cell is None else cell[:, start:stop])
+            terms = terms.to(proj.dtype)
             n, B, T = flat.shape
+            out = []
             for s in range(0, n, FAST_CHUNK):
                 m = min(FAST_CHUNK, n - s)
                 x = proj.index_select(0, flat[s:s + m].view(-1))  # (m*B*T, D)
@@ -218,19 +233,25 @@ class LIIF(nn.Module):
                     x = torch.addmm(layer.bias, x, layer.weight.t()).relu_()
                 pred = torch.addmm(last.bias, x, last.weight.t()).view(m, B, T, -1)
                 out.append((pred * weight[s:s + m].unsqueeze(-1)).sum(dim=2))  # (m, B, 3)
-        return torch.cat(out).transpose(0, 1).contiguous()  # (B, Q, 3)
+            return torch.cat(out)
+
+        units = _map_single_threaded(unit, range(0, Q, WORK_UNIT), coord.device)
+        return torch.cat(units).transpose(0, 1).contiguous()  # (B, Q, 3)
 
     @staticmethod
-    def _code_map(feat: torch.Tensor) -> torch.Tensor:
-        """(row index, col index, row centre, col centre) of every code: (B, 4, h, w).
+    def _code_map(shape: torch.Size, coord: torch.Tensor) -> torch.Tensor:
+        """(row index, col index, row centre, col centre) of every code of a (B, C, h, w) map:
+        (B, 4, h, w), in the coordinates' dtype (float32), whatever the features' dtype.
 
-        Indices are exact in float32 below 2^24; centres are the ``make_coord`` values.
+        Indices are exact in float32 below 2^24; centres are the ``make_coord`` values. (In
+        half precision, centres would round by up to 5e-4 and indices above 2048 would not be
+        exact.)
         """
-        B, C, h, w = feat.shape
-        like = dict(dtype=feat.dtype, device=feat.device)
+        B, C, h, w = shape
+        like = dict(dtype=coord.dtype, device=coord.device)
         index = torch.stack(torch.meshgrid(torch.arange(h, **like), torch.arange(w, **like),
                                            indexing='ij'), dim=-1)  # (h, w, 2)
-        centres = make_coord((h, w), flatten=False, device=feat.device).to(feat.dtype)
+        centres = make_coord((h, w), flatten=False, device=coord.device).to(coord.dtype)
         lookup = torch.cat((index, centres), dim=-1).permute(2, 0, 1)  # (4, h, w)
         return lookup.unsqueeze(0).expand(B, 4, h, w)
 
@@ -277,6 +298,57 @@ class LIIF(nn.Module):
         """Encode ``inp`` (B, 3, h, w) and decode ``coord``/``cell`` (B, Q, 2) -> (B, Q, 3)."""
         self.gen_feat(inp)
         return self.query_rgb(coord, cell)
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype autocast runs matrix products in on ``device`` now; None when it is off."""
+    if not torch.is_autocast_enabled(device.type):
+        return None
+    return torch.get_autocast_dtype(device.type)
+
+
+def _map_single_threaded(fn: Callable[[int], torch.Tensor], items: Sequence[int],
+                         device: torch.device) -> list[torch.Tensor]:
+    """``[fn(i) for i in items]``, on CPU inference spread over ``torch.get_num_threads()``
+    worker threads that each run single-threaded operations.
+
+    With torch's intra-op threads, each of the fast path's thousands of small operations is a
+    parallel region that waits for its slowest thread: when another process holds one core,
+    two threads ran the fast path 5-15x slower than one. Workers that each take whole items from a queue
+    degrade gracefully instead: a slowed worker just finishes fewer items. The workers see the
+    caller's autocast; with gradients enabled (training) or off the CPU, items run in order here.
+    """
+    threads = torch.get_num_threads()
+    if device.type != 'cpu' or threads == 1 or len(items) == 1 or torch.is_grad_enabled():
+        return [fn(i) for i in items]
+    autocast = _autocast_dtype(device)
+
+    def work(i: int) -> torch.Tensor:
+        # Grad mode and autocast are per thread: restate the caller's.
+        with torch.no_grad(), torch.autocast('cpu', dtype=autocast or torch.bfloat16,
+                                             enabled=autocast is not None):
+            return fn(i)
+
+    # New threads (the workers) start with torch's setting of the moment.
+    with single_threaded(), ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch's CPU operations on one thread inside the block, then restore the setting.
+
+    For work that cannot be split into items, such as the encoder's convolutions: with another
+    process on one core, two threads ran them 7-25x slower than one; on a quiet machine one
+    thread costs them at most half their speed: the encoder is about a tenth of an x4 upscale
+    and less at larger scales.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @torch.no_grad()

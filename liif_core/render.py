@@ -9,8 +9,9 @@ Book: chapters 8-10 render their images with this module.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, Sequence, Union
+from typing import Callable, ContextManager, Sequence, Union
 
 import torch
 from torch import nn
@@ -25,6 +26,8 @@ PAPER_DATA_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'di
 NO_DATA_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
 # The official test chunk: queries decoded per pass.
 EVAL_BSIZE = 30000
+# Inference precisions by name: float32, or autocast to a half-precision type.
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
 # A model (sees normalised inputs), or a callable (inp, coord, cell) on [0, 1] such as BICUBIC.
 Predictor = Union[nn.Module, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]
@@ -72,24 +75,56 @@ class Bicubic:
 BICUBIC = Bicubic()
 
 
+def precision(dtype: str | torch.dtype | None, device: torch.device | str) -> ContextManager:
+    """The context to run a model in at ``dtype`` on ``device``: nothing for float32 (or None),
+    otherwise autocast to that dtype. Coordinates, cells and the local ensemble's weights stay
+    float32 either way; the encoder and the decoder's matrix products run in ``dtype``.
+
+    Raises ValueError, in one line, for an unknown dtype or one the device cannot run.
+    """
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f'dtype must be one of {", ".join(DTYPES)}, got {dtype!r}')
+        dtype = DTYPES[dtype]
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    if dtype not in DTYPES.values():
+        raise ValueError(f'dtype must be one of {", ".join(DTYPES)}, got {dtype}')
+    device = torch.device(device)
+    name = str(dtype).removeprefix('torch.')
+    if device.type == 'cpu':
+        # float16 on a CPU without native half-precision instructions would be emulated, slowly.
+        supported = dtype == torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_fp16_supported()
+    elif device.type == 'cuda':
+        supported = dtype == torch.float16 or torch.cuda.is_bf16_supported()
+    else:
+        supported = False
+    if not supported:
+        raise ValueError(f'{name} inference is not supported on {device}; use float32'
+                         + ('' if dtype == torch.bfloat16 else ' or bfloat16'))
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-            data_norm: dict | None = PAPER_DATA_NORM, bsize: int | None = None) -> torch.Tensor:
+            data_norm: dict | None = PAPER_DATA_NORM, bsize: int | None = None,
+            dtype: str | torch.dtype | None = None) -> torch.Tensor:
     """RGB in [0, 1] at the queries: (B, 3, h, w) in [0, 1], (B, Q, 2) -> (B, Q, 3).
 
     A model sees the normalised input; its output is de-normalised and clamped to [0, 1].
-    ``bsize`` None decodes all queries in one pass, otherwise in chunks of that many. Any
-    other predictor (``BICUBIC``) is called on the input as it is.
+    ``bsize`` None decodes all queries in one pass, otherwise in chunks of that many. ``dtype``
+    (see ``precision``) runs a model in half precision; the result is float32. Any other
+    predictor (``BICUBIC``) is called on the input as it is.
     """
     if not isinstance(model, nn.Module):
         return model(inp, coord, cell)
     inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, inp.device)
-    with torch.no_grad():
+    with torch.no_grad(), precision(dtype, inp.device):
         x = (inp - inp_sub) / inp_div
         if bsize is None:
             pred = model(x, coord, cell)
         else:
             pred = batched_predict(model, x, coord, cell, bsize)
-    return (pred * gt_div + gt_sub).clamp_(0, 1)
+    return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
 
 
 def output_size(h: int, w: int, size: Sequence[int] | None = None,
@@ -128,8 +163,8 @@ def output_size(h: int, w: int, size: Sequence[int] | None = None,
 def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None, *,
            scale: float | Sequence[float] | None = None,
            window: Sequence[float] | None = None, cell: Sequence[float] | None = None,
-           bsize: int | None = EVAL_BSIZE, data_norm: dict | None = PAPER_DATA_NORM
-           ) -> torch.Tensor:
+           bsize: int | None = EVAL_BSIZE, data_norm: dict | None = PAPER_DATA_NORM,
+           dtype: str | torch.dtype | None = None) -> torch.Tensor:
     """The image a model makes of ``lr`` at (H, W), whole or a window of it.
 
     Args:
@@ -144,6 +179,8 @@ def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None
             true one, (2/H, 2/W).
         bsize: queries per chunk (None: one pass).
         data_norm: the normalisation the model was trained with.
+        dtype: 'float32' (default), 'bfloat16' or 'float16': the precision the model runs in
+            (see ``precision``).
 
     Returns:
         (3, H', W') or (B, 3, H', W') in [0, 1]: (H, W), or the window's (height, width).
@@ -168,6 +205,6 @@ def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None
         cells = make_cell(coord, (H, W))
     else:
         cells = torch.tensor(cell, dtype=coord.dtype, device=lr.device).expand_as(coord)
-    pred = predict(model, batch, coord, cells, data_norm, bsize)  # (B, Q, 3)
+    pred = predict(model, batch, coord, cells, data_norm, bsize, dtype)  # (B, Q, 3)
     out = pred.view(B, *shape, 3).permute(0, 3, 1, 2)  # (B, 3, H', W')
     return out if lr.dim() == 4 else out[0]
