@@ -125,12 +125,14 @@ def test_two_process_run_resumes_as_if_uninterrupted(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir('/dev/shm'), reason='shared memory is /dev/shm (Linux)')
 def test_torchrun_processes_share_one_copy_of_in_memory_images():
-    """scripts/ddp_memory.py under torchrun, 2 processes, 4 images of 1024x768 (9 MiB as 8-bit
+    """scripts/ddp_memory.py under torchrun, 2 processes, 4 images of 2048x1536 (36 MiB as 8-bit
     RGB): each process's own memory (USS) barely grows, and the shared pages are split between
-    the two (PSS), where each used to hold its own float32 copy (36 MiB)."""
+    the two (PSS), where each used to hold its own float32 copy (144 MiB). The images are large
+    enough that the libraries a process loads on its first decode (a few MiB, more on a cold
+    machine) stay small beside them."""
     import subprocess
     script = Path(__file__).resolve().parent.parent / 'scripts' / 'ddp_memory.py'
-    done = subprocess.run([sys.executable, str(script), '--images', '4', '--size', '1024x768',
+    done = subprocess.run([sys.executable, str(script), '--images', '4', '--size', '2048x1536',
                            '--nproc', '2'], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
