@@ -9,8 +9,8 @@ else synthetic ones). Steps, each written to the JSON as soon as it ends, so tha
 short still reports what it measured:
 
 1. ``tests``: the CUDA tests of the suite (``pytest -k cuda``);
-2. ``decode``: images per second of the fast decoding path at x4 and x30 of a 48x48 input, in
-   float32 and under bfloat16 and float16 autocast;
+2. ``decode``: ``liif bench``'s x4 and x30 cases (upscale, the official algorithm, the raw
+   fast query), in float32 and under bfloat16 and float16 autocast;
 3. ``train_steps``: training steps per second of the paper's batch (16 crops of 48x48, 2304
    queries each, EDSR-baseline-LIIF, Adam), in float32 (TF32 on) and each autocast dtype;
 4. ``recipe``: the paper's recipe (train_edsr-baseline-liif, data replaced by these photos)
@@ -179,23 +179,17 @@ def _amp_dtypes(device: torch.device) -> dict[str, torch.dtype | None]:
 
 def decode(device: torch.device, repeat: int, scales: tuple[int, ...] = (4, 30)
            ) -> dict[str, Any]:
-    from liif_core import make_cell, make_coord
+    """``liif bench``'s cases at these scales on this device, in every precision."""
+    from liif_core import bench
     from liif_core.models import create_model
+    torch.manual_seed(bench.SEED)
     model = create_model('edsr_baseline_liif').to(device).eval()
-    inp = torch.rand(1, 3, 48, 48, device=device) * 2 - 1
-    result = {}
-    for scale in scales:
-        coord = make_coord((48 * scale, 48 * scale)).to(device)[None]
-        cell = make_cell(coord, (48 * scale, 48 * scale))
-        for name, dtype in _amp_dtypes(device).items():
-            def run() -> None:
-                with torch.no_grad(), torch.autocast(device.type, dtype=dtype,
-                                                     enabled=dtype is not None):
-                    model(inp, coord, cell)
-            seconds = _timed(run, device, repeat)
-            result[f'x{scale}_{name}'] = {'images_per_s': 1 / seconds,
-                                          'queries_per_s': coord.shape[1] / seconds}
-    return result
+    ceiling = bench.matmul_peak(device)
+    return {f'x{scale}_{dtype}': bench.bench_case(model, size, scale, repeat,
+                                                  torch.get_num_threads(), dtype, 'quiet',
+                                                  ceiling)
+            for size, scale in bench.CASES if scale in scales
+            for dtype in ('float32', 'bfloat16', 'float16')}
 
 
 def train_steps(device: torch.device, repeat: int, steps: int,
