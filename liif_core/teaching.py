@@ -1,18 +1,25 @@
-"""What the early chapters build and later chapters reuse: fitting a feature map and a decoder to
-one photo, rendering it, and measuring its seams.
+"""What the chapters build once and reuse: fitting a feature map and a decoder to one photo,
+rendering it, and measuring its seams; and the training chapters' choice of profile.
 
-Each function is first written inline in chapter 2 ("Latent codes"), which checks that it gives
-the same numbers as the version here; chapter 3 ("Local ensemble") then imports them. They are
-for experiments on one image, not for training (``liif_core.train``).
+The first three are written inline in chapter 2 ("Latent codes"), which checks that they give
+the same numbers as the versions here; chapter 3 ("Local ensemble") then imports them. They are
+for experiments on one image, not for training (``liif_core.train``). ``training_profile`` is
+how chapters 8 and 8b pick between the CPU budget and the paper's recipe.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from .coords import make_coord
+
+# profile -> the packaged training config that chapters 8 and 8b run
+PROFILE_CONFIGS = {'cpu': 'cpu/train_edsr-baseline-liif-chapter',
+                   'paper': 'train-div2k/train_edsr-baseline-liif'}
 
 
 def fit_codes(model: nn.Module, coord: torch.Tensor, rgb: torch.Tensor,
@@ -68,3 +75,24 @@ def seam_jumps(out: torch.Tensor, per_cell: int = 8) -> tuple[float, float]:
         across.append(d[edge].mean())
         inside.append(d[~edge].mean())
     return float(sum(across) / 2), float(sum(inside) / 2)
+
+
+def training_profile(data_root: str | os.PathLike, choice: str | None = None
+                     ) -> tuple[str, str]:
+    """The training chapters' profile, ``'cpu'`` or ``'paper'``, and why it was chosen.
+
+    ``choice`` defaults to the ``LIIF_PROFILE`` environment variable. ``'auto'`` (also when it
+    is unset) picks ``'paper'`` when PyTorch sees a CUDA device and DIV2K's training images are
+    under ``data_root``, ``'cpu'`` otherwise; an explicit ``'cpu'`` or ``'paper'`` always wins.
+    """
+    choice = os.environ.get('LIIF_PROFILE', 'auto') if choice is None else choice
+    if choice in PROFILE_CONFIGS:
+        return choice, 'set by LIIF_PROFILE'
+    if choice != 'auto':
+        raise ValueError(f"LIIF_PROFILE is 'auto', 'cpu' or 'paper', not {choice!r}")
+    div2k = Path(data_root) / 'div2k'
+    has_cuda = torch.cuda.is_available()
+    has_div2k = (div2k / 'DIV2K_train_HR').is_dir()
+    why = (f'auto: CUDA {"found" if has_cuda else "not found"}, DIV2K '
+           f'{"found" if has_div2k else "not found"} in {div2k}')
+    return ('paper' if has_cuda and has_div2k else 'cpu'), why
