@@ -2,7 +2,8 @@
 
 Each command lives in the module that owns its concept and exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their command runs, so ``liif --help``
-stays fast. Expected errors (bad input, bad checkpoint) print one line and exit non-zero.
+stays fast. Expected errors (bad input, bad checkpoint) print one line and exit non-zero; so do
+Ctrl-C, SIGTERM and SIGHUP, after the files being written are cleaned up.
 
 Every command takes ``--no-progress`` and ``--debug``, added here; a command reads
 ``args.progress``, also set here: bars only when stderr is a terminal and not turned off.
@@ -10,8 +11,12 @@ Every command takes ``--no-progress`` and ``--debug``, added here; a command rea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from typing import Iterator
 
 from . import __version__
 
@@ -27,6 +32,38 @@ COMMANDS = {
                                    'scale sweep'),
     'list': ('liif_core.catalog', 'configs, shipped weights, official checkpoints and datasets'),
 }
+
+
+class Stopped(BaseException):
+    """A termination signal, raised where the process is so that files being written are
+    cleaned up on the way out (a BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM (a plain ``kill``, a scheduler's end of job) and SIGHUP (a closed terminal) raise
+    ``Stopped`` while a command runs, instead of ending the process without unwinding, which
+    would leave temporary files behind. The previous handlers come back afterwards; outside the
+    main thread (where handlers cannot be set) nothing changes. SIGKILL cannot be caught."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = [s for s in (signal.SIGTERM, getattr(signal, 'SIGHUP', None)) if s is not None]
+    previous = {s: signal.signal(s, _raise_stopped) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             resolve_device(args.device)
         if getattr(args, 'threads', None) is not None and args.threads < 1:
             raise ValueError(f'--threads must be at least 1, got {args.threads}')
-        return module.run(args)
+        with stop_on_signals():
+            return module.run(args)
     except (ValueError, OSError) as e:
         if getattr(args, 'debug', False):
             raise
@@ -76,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f'liif {command}: interrupted', file=sys.stderr)
         return 130
+    except Stopped as e:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(f'liif {command}: stopped by {signal.Signals(e.signum).name}', file=sys.stderr)
+        return 128 + e.signum
 
 
 if __name__ == '__main__':

@@ -164,6 +164,11 @@ def load_images(source: str | os.PathLike | Iterable[Any], first_k: int | None =
             raise ValueError(f'{folder}: no such folder of images')
         source = [p for p in sorted(folder.iterdir())
                   if p.is_file() and not p.name.startswith('.')]
+        if not source:
+            sub = next((p for p in sorted(folder.iterdir()) if p.is_dir()), None)
+            raise ValueError(f'{folder}: no images at its top level (subfolders are not '
+                             'searched); give the folder that holds the image files'
+                             + (f', e.g. {sub}' if sub else ''))
     images = []
     for i, item in enumerate(list(source)[:first_k]):
         if torch.is_tensor(item):
@@ -180,7 +185,7 @@ def load_images(source: str | os.PathLike | Iterable[Any], first_k: int | None =
 
 def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iterable[Any],
                     scales: Sequence[Scale] = PAPER_SCALES, protocol: str = 'div2k',
-                    bicubic: bool = True, eval_bsize: int | None = EVAL_BSIZE,
+                    bicubic: bool = True, eval_bsize: int | str | None = 'auto',
                     data_norm: dict | None = PAPER_DATA_NORM, first_k: int | None = None,
                     crop: int | None = None, progress: bool = True) -> list[ScaleRow]:
     """PSNR and SSIM of the model (and of bicubic) at every scale, on LR inputs made from HR
@@ -200,7 +205,7 @@ def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iter
         scales: factors, each a number or a (row, col) pair.
         protocol: 'div2k' (RGB, shave s + 6) or 'benchmark' (Y, shave s).
         bicubic: also score bicubic upsampling on the same crops.
-        eval_bsize: queries per chunk.
+        eval_bsize: queries per chunk; 'auto': what suits the device (``render``'s bsize).
         data_norm: normalisation the model was trained with.
         first_k, crop: see ``load_images``.
         progress: show a progress bar.
@@ -291,7 +296,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--crop', type=int, help='sweep: centred crop of at most CROP x CROP')
     parser.add_argument('--no-bicubic', action='store_true', help='skip the bicubic baseline')
     parser.add_argument('--eval-bsize', type=int, help='queries per chunk (default: the '
-                        f"config's eval_bsize; {EVAL_BSIZE} in sweeps)")
+                        f"config's eval_bsize; in sweeps {EVAL_BSIZE} on a CPU, "
+                        'sized to the free memory on a GPU)')
     parser.add_argument('--label', default='model', help='row label for the model in tables')
     parser.add_argument('--csv', help='write the sweep summary (scale, psnr, psnr_bicubic, ssim, '
                         'ssim_bicubic, n_images)')
@@ -335,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = args.protocol or (parse_eval_type(eval_type)[0] if eval_type else None) or 'div2k'
     start = time.time()
     rows = evaluate_scales(model, hr, scales, protocol,
-                           bicubic=not args.no_bicubic, eval_bsize=args.eval_bsize or EVAL_BSIZE,
+                           bicubic=not args.no_bicubic, eval_bsize=args.eval_bsize or 'auto',
                            data_norm=(config or {}).get('data_norm', PAPER_DATA_NORM),
                            first_k=args.first_k, crop=args.crop, progress=args.progress)
     about = (f'protocol {protocol}, {len(rows[0].names)} images'

@@ -1,8 +1,10 @@
 """Images in and out: PIL images, numpy arrays and tensors as [0, 1] float planes and back,
-16-bit grayscale, alpha and ICC profiles kept, and PNG files written row band by row band.
+16 bits, alpha and ICC profiles kept, and PNG files written row band by row band.
 
 ``upscale`` decodes a ``Source`` and turns the result back into the caller's kind of image;
-``PngStream`` lets ``upscale_file`` write outputs of any size in bounded memory.
+``read_source`` reads an image file, 16-bit colour PNGs included (PIL reads those at 8 bits,
+so ``read_png16`` decodes them), and ``PngStream`` lets ``upscale_file`` write outputs of any
+size in bounded memory.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from typing import BinaryIO, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 
-# Largest side each output format can store: PNG sides are 31-bit, JPEG 16-bit, WebP 14-bit.
-MAX_SIDE = {'PNG': 2**31 - 1, 'JPEG': 65535, 'WEBP': 16383}
+# Largest side each output format can store: PNG sides are 31-bit, JPEG 16-bit, WebP 14-bit,
+# and an ICO entry stores each side in one byte (0 meaning 256).
+MAX_SIDE = {'PNG': 2**31 - 1, 'JPEG': 65535, 'WEBP': 16383, 'ICO': 256}
 # PIL modes holding 16-bit grayscale (16-bit PNGs open as one of them).
 GRAY16_MODES = ('I;16', 'I;16B', 'I;16L', 'I')
 
@@ -144,6 +147,111 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ValueError(f'{path}: not a readable image ({detail})') from None
 
 
+def read_source(path: str | os.PathLike) -> tuple[Source, int]:
+    """An image file as a ``Source`` (upright by its EXIF orientation), and the number of frames
+    it holds (only the first is read). 16-bit colour PNGs, which PIL reads at 8 bits, are
+    decoded here at 16; any problem becomes a one-line ``ValueError``."""
+    image = open_image(path)
+    frames = image.info['frames']
+    # PIL reads 16-bit RGB, RGBA and gray + alpha PNGs as 8-bit RGB or RGBA.
+    if image.format == 'PNG' and image.mode in ('RGB', 'RGBA'):
+        try:
+            array = read_png16(Path(path).read_bytes())
+        except (ValueError, zlib.error) as e:
+            raise ValueError(f'{path}: not a readable image ({e})') from None
+        if array is not None:
+            mode = {2: 'LA', 3: 'RGB', 4: 'RGBA'}[array.shape[2]]
+            icc_profile = _fitting_profile(image.info.get('icc_profile'), mode)
+            return Source(from_array(_upright(array, image)).values, 16, icc_profile, mode), frames
+    return from_pil(image), frames
+
+
+def _upright(array: np.ndarray, image: Image.Image) -> np.ndarray:
+    """``array`` (h, w, C), the pixels of ``image``, turned as ``ImageOps.exif_transpose`` turns
+    ``image``: PIL has no 16-bit colour mode to turn them in, so it turns an image of their
+    indices (mode 'I') and the pixels are gathered in that order."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+        return array
+    h, w, C = array.shape
+    index = Image.fromarray(np.arange(h * w, dtype=np.int32).reshape(h, w))  # mode 'I'
+    index.info = dict(image.info)  # where exif_transpose reads the orientation
+    order = np.asarray(ImageOps.exif_transpose(index))  # (h', w')
+    return array.reshape(h * w, C)[order]  # (h', w', C)
+
+
+# Channels of the PNG colour types with more than one: RGB, gray + alpha, RGBA.
+PNG_CHANNELS = {2: 3, 4: 2, 6: 4}
+# Adam7 interlacing: each pass's first row, first column, row step and column step.
+ADAM7 = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2),
+         (1, 0, 2, 1))
+
+
+def read_png16(data: bytes) -> np.ndarray | None:
+    """The pixels of a 16-bit RGB, RGBA or gray + alpha PNG file's bytes: (h, w, C) uint16.
+    None for any other PNG, which PIL reads in full. Interlaced (Adam7) files are read too.
+
+    Raises ValueError (or ``zlib.error``) for data that do not add up to the image.
+    """
+    chunks: dict[bytes, list[bytes]] = {}
+    pos = 8  # after the signature
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack('>I4s', data[pos:pos + 8])
+        chunks.setdefault(kind, []).append(data[pos + 8:pos + 8 + length])
+        pos += 12 + length  # length, kind, data, CRC
+    width, height, bits, color_type, _, _, interlace = struct.unpack('>IIBBBBB',
+                                                                     chunks[b'IHDR'][0])
+    if bits != 16 or color_type not in PNG_CHANNELS:
+        return None
+    channels = PNG_CHANNELS[color_type]
+    bpp = 2 * channels  # bytes per pixel, the distance of PNG's filters to the left neighbour
+    raw = np.frombuffer(zlib.decompress(b''.join(chunks.get(b'IDAT', []))), np.uint8)
+    pixels = np.zeros((height, width, bpp), np.uint8)
+    start = 0
+    for r0, c0, dr, dc in ADAM7 if interlace else ((0, 0, 1, 1),):
+        h, w = -(-(height - r0) // dr), -(-(width - c0) // dc)  # rows and columns of the pass
+        if h <= 0 or w <= 0:
+            continue  # an empty pass has no bytes, not even filter types
+        stop = start + h * (1 + w * bpp)
+        if stop > raw.size:
+            raise ValueError(f'image data end after {raw.size} of {stop} bytes')
+        pixels[r0::dr, c0::dc] = _unfilter(raw[start:stop].reshape(h, 1 + w * bpp), bpp)
+        start = stop
+    return pixels.view('>u2').astype(np.uint16)  # (h, w, C), native byte order
+
+
+def _unfilter(lines: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo PNG's row filters: (h, 1 + w * bpp) filtered rows -> (h, w, bpp) bytes.
+
+    Each row starts with its filter type: 0 none, 1 Sub, 2 Up, 3 Average, 4 Paeth (PNG
+    specification, section 9). Each byte was stored minus a prediction from the same byte of
+    the pixels to its left (a), above (b) and above-left (c), decoded first. Pixels on one
+    anti-diagonal (row + column = k) depend only on earlier anti-diagonals, so each
+    anti-diagonal is decoded in one vectorised step, h + w - 1 steps in all, whatever mix of
+    filters the rows use (row by row, Average and Paeth would take a step per pixel).
+    """
+    h = lines.shape[0]
+    kinds = lines[:, 0]
+    if kinds.max() > 4:
+        raise ValueError(f'unknown PNG filter type {kinds.max()}')
+    raw = lines[:, 1:].reshape(h, -1, bpp).astype(np.int16)  # (h, w, bpp)
+    w = raw.shape[1]
+    # Decoded bytes below a zero row and right of a zero column, the neighbours PNG takes
+    # outside the image: pixel (r, c) is out[r + 1, c + 1].
+    out = np.zeros((h + 1, w + 1, bpp), np.int16)
+    for k in range(h + w - 1):
+        r = np.arange(max(0, k - w + 1), min(h, k + 1))  # rows on the anti-diagonal
+        c = k - r
+        a, b, d = out[r + 1, c], out[r, c + 1], out[r, c]  # (n, bpp): left, above, above-left
+        # Paeth: of a, b, d the one nearest p = a + b - d; |p - a| = |b - d| and so on.
+        pa, pb, pc = np.abs(b - d), np.abs(a - d), np.abs(a + b - 2 * d)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, d))
+        kind = kinds[r, None]  # (n, 1)
+        pred = np.select([kind == 1, kind == 2, kind == 3, kind == 4],
+                         [a, b, (a + b) >> 1, paeth], 0)
+        out[r + 1, c + 1] = (raw[r, c] + pred) & 0xFF  # modulo 256, as the filters wrapped
+    return out[1:, 1:].astype(np.uint8)
+
+
 def quantise(band: torch.Tensor, bits: int) -> np.ndarray:
     """[0, 1] floats -> unsigned integers of ``bits`` bits, rounding to nearest."""
     top = 2**bits - 1
@@ -255,6 +363,18 @@ class PngStream:
             raise ValueError(f'PNG incomplete: {self.rows_left} rows were never written')
         self._chunk(b'IDAT', self._zlib.flush())
         self._chunk(b'IEND', b'')
+
+
+def save_image(file: BinaryIO, array: np.ndarray, fmt: str, quality: int,
+               icc_profile: bytes | None = None) -> None:
+    """(H, W, C) uint8 -> an image file in PIL's format ``fmt`` (PNGs are streamed by
+    ``PngStream`` instead), the whole image at its own size."""
+    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    extra: dict = {'icc_profile': icc_profile} if icc_profile else {}
+    if fmt == 'ICO':
+        # By default PIL stores its standard icon sizes up to the image's, 64x64 for 96x96.
+        extra['sizes'] = [image.size]
+    image.save(file, format=fmt, quality=quality, **extra)
 
 
 def output_format(path: Path) -> str:

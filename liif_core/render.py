@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 from typing import Callable, ContextManager, Sequence, Union
 
 import torch
 from torch import nn
 
 from .coords import make_cell, make_coord
-from .liif import batched_predict
+from .liif import LIIF, batched_predict
 from .resize import resize_fn
 
 # What every official config uses: the model sees (x - 0.5) / 0.5.
 PAPER_DATA_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
 # What the official code assumes when a config has no data_norm.
 NO_DATA_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
-# The official test chunk: queries decoded per pass.
+# The official test chunk: queries decoded per pass, and the chunk on a CPU.
 EVAL_BSIZE = 30000
+# Share of the free CUDA memory one decoding chunk may take: the rest absorbs the caching
+# allocator's rounding, the call's other tensors and the error of the per-query estimates.
+CUDA_MEMORY_SHARE = 0.5
+# Bytes one query of LIIF's fast path holds while its chunk decodes. The MLP runs on fixed
+# chunks of liif.FAST_CHUNK queries whatever the chunk, so only the query's coordinate and cell
+# (4 float32) and up to four float32 copies of its RGB on the way out grow with the chunk.
+FAST_QUERY_BYTES = 4 * 4 + 4 * 3 * 4
 # Inference precisions by name: float32, or autocast to a half-precision type.
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
@@ -105,18 +113,68 @@ def precision(dtype: str | torch.dtype | None, device: torch.device | str) -> Co
     return torch.autocast(device.type, dtype=dtype)
 
 
+def query_bytes(model: nn.Module) -> int:
+    """Device memory that each query of a chunk adds while ``model`` decodes it, in bytes: an
+    upper estimate at float32.
+
+    A LIIF with a decoder takes ``FAST_QUERY_BYTES`` (its fast path). Other models (MetaSR,
+    the decoder-less LIIF) run every layer on all queries of the chunk at once: each query may
+    then hold the input and output of every Linear layer together, beside its 3x3-unfolded
+    code (9C floats) and ``FAST_QUERY_BYTES`` of coordinates and results.
+    """
+    if isinstance(model, LIIF) and model.imnet is not None:
+        return FAST_QUERY_BYTES
+    widths = sum(m.in_features + m.out_features for m in model.modules()
+                 if isinstance(m, nn.Linear))
+    code = 9 * getattr(getattr(model, 'encoder', None), 'out_dim', 0)
+    return 4 * (widths + code) + FAST_QUERY_BYTES
+
+
+def chunk_size(device: torch.device, items: int, item_bytes: float, cpu_items: int,
+               fixed_bytes: float = 0) -> int:
+    """How many of ``items`` (queries, or output rows of queries) to decode at once on
+    ``device``: the one rule behind ``render``'s and ``upscale``'s default chunks.
+
+    On a CPU (and any device but CUDA): ``cpu_items``, the chunk sized for a CPU's caches and
+    threads, so outputs stay bit-exact whatever the memory. On CUDA, where every chunk costs a
+    round of kernel launches and a small chunk leaves the GPU idle: all ``items`` in one chunk
+    when ``fixed_bytes + items * item_bytes`` fits in ``CUDA_MEMORY_SHARE`` of the free memory
+    that ``torch.cuda.mem_get_info`` reports, otherwise as many as fit, at least one.
+
+    Args:
+        device: where the chunk is decoded.
+        items: how many there are in all.
+        item_bytes: device memory one item takes while its chunk decodes (``query_bytes``
+            per query).
+        cpu_items: the chunk on a CPU.
+        fixed_bytes: device memory a chunk takes whatever its size.
+
+    Returns:
+        items per chunk, at least 1 (``cpu_items`` on a CPU, which may exceed ``items``).
+    """
+    if device.type != 'cuda':
+        return cpu_items
+    free, _ = torch.cuda.mem_get_info(device)
+    fit = (free * CUDA_MEMORY_SHARE - fixed_bytes) // item_bytes
+    return int(max(1, min(items, fit)))
+
+
 def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-            data_norm: dict | None = PAPER_DATA_NORM, bsize: int | None = None,
+            data_norm: dict | None = PAPER_DATA_NORM, bsize: int | str | None = None,
             dtype: str | torch.dtype | None = None) -> torch.Tensor:
     """RGB in [0, 1] at the queries: (B, 3, h, w) in [0, 1], (B, Q, 2) -> (B, Q, 3).
 
     A model sees the normalised input; its output is de-normalised and clamped to [0, 1].
-    ``bsize`` None decodes all queries in one pass, otherwise in chunks of that many. ``dtype``
-    (see ``precision``) runs a model in half precision; the result is float32. Any other
-    predictor (``BICUBIC``) is called on the input as it is.
+    ``bsize`` None decodes all queries in one pass, an integer in chunks of that many, and
+    'auto' in chunks that suit the device (``chunk_size``: ``EVAL_BSIZE`` on a CPU, on CUDA
+    all at once when they fit). ``dtype`` (see ``precision``) runs a model in half precision;
+    the result is float32. Any other predictor (``BICUBIC``) is called on the input as it is.
     """
     if not isinstance(model, nn.Module):
         return model(inp, coord, cell)
+    if bsize == 'auto':
+        B, Q = coord.shape[:2]
+        bsize = chunk_size(inp.device, Q, B * query_bytes(model), EVAL_BSIZE)
     inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, inp.device)
     with torch.no_grad(), precision(dtype, inp.device):
         x = (inp - inp_sub) / inp_div
@@ -127,6 +185,22 @@ def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torc
     return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
 
 
+def _plain(scale: float | Sequence[float] | None) -> float | Sequence[float] | None:
+    """numpy and torch scalars (0-d arrays and tensors too), alone or in a pair, as Python
+    floats, as ``output_size`` checks them; anything else unchanged, for it to judge."""
+    def one(s: object) -> object:
+        return float(s) if isinstance(s, numbers.Real) or getattr(s, 'ndim', None) == 0 else s
+
+    if scale is None or isinstance(scale, str):
+        return scale
+    if isinstance(scale, numbers.Real) or getattr(scale, 'ndim', None) == 0:
+        return one(scale)
+    try:
+        return tuple(one(s) for s in scale)
+    except TypeError:
+        return scale
+
+
 def output_size(h: int, w: int, size: Sequence[int] | None = None,
                 scale: float | Sequence[float] | None = None) -> tuple[int, int]:
     """The (H, W) of the result: ``size`` itself, or ``round(h * s_row), round(w * s_col)``.
@@ -135,14 +209,16 @@ def output_size(h: int, w: int, size: Sequence[int] | None = None,
         h, w: input size.
         size: (H, W), positive integers.
         scale: one factor for both axes, or a (row, col) pair; any finite positive number
-            (below 1 shrinks). Rounding is Python's ``round`` (halves to even), as the official
-            evaluation does; a side never drops below 1 pixel.
+            (numpy and torch scalars too; below 1 shrinks). Rounding is Python's ``round``
+            (halves to even), as the official evaluation does; a side never drops below 1
+            pixel.
 
     Returns:
         (H, W).
     """
     if (size is None) == (scale is None):
         raise ValueError('give exactly one of size=(H, W) or scale')
+    scale = _plain(scale)
     if size is not None:
         if len(size) != 2 or any(int(s) != s or s < 1 for s in size):
             raise ValueError(f'size must be two positive integers (H, W), got {size!r}')
@@ -163,7 +239,7 @@ def output_size(h: int, w: int, size: Sequence[int] | None = None,
 def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None, *,
            scale: float | Sequence[float] | None = None,
            window: Sequence[float] | None = None, cell: Sequence[float] | None = None,
-           bsize: int | None = EVAL_BSIZE, data_norm: dict | None = PAPER_DATA_NORM,
+           bsize: int | str | None = 'auto', data_norm: dict | None = PAPER_DATA_NORM,
            dtype: str | torch.dtype | None = None) -> torch.Tensor:
     """The image a model makes of ``lr`` at (H, W), whole or a window of it.
 
@@ -177,7 +253,9 @@ def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None
             outside [-1, 1] read the border codes).
         cell: the pixel (height, width) in [-1, 1] units told to the decoder; default the
             true one, (2/H, 2/W).
-        bsize: queries per chunk (None: one pass).
+        bsize: queries per chunk; None: one pass; 'auto' (default): ``EVAL_BSIZE`` on a
+            CPU, on CUDA as many as free memory allows, all in one pass when they fit
+            (``chunk_size``).
         data_norm: the normalisation the model was trained with.
         dtype: 'float32' (default), 'bfloat16' or 'float16': the precision the model runs in
             (see ``precision``).

@@ -3,15 +3,19 @@ through the library: each case ends in one line `liif CMD: error: ...` (exit 1),
 wrong and what to do, and leaves no file at the destination."""
 import os
 import pickle
+import struct
 import tempfile
+import zlib
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+import torch.nn.functional as F
+from PIL import Image, ImageOps
 
 from liif_core import load_model, upscale, upscale_file
 from liif_core.cli import main
+from liif_core.imageio import read_png16, read_source
 
 REFERENCE_CKPT = os.path.join(os.path.dirname(__file__), 'reference', 'edsr_liif_reference.pth')
 WEIGHTS = ['--weights', REFERENCE_CKPT]
@@ -31,6 +35,9 @@ def work(tmp_path_factory):
     Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(w / 'photo.png')
     (w / 'hr').mkdir()
     Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(w / 'hr' / 'a.png')
+    (w / 'nested' / 'x').mkdir(parents=True)  # images one level down, as datasets unpack
+    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(w / 'nested' / 'x'
+                                                                             / 'a.png')
     (w / 'bad.yaml').write_text('test_dataset: [1, 2\neval_type: div2k-2\n')
     (w / 'evil.yaml').write_text('model: !!python/object/apply:os.system ["echo pwned"]\n')
     ckpt = torch.load(REFERENCE_CKPT, weights_only=True)
@@ -115,6 +122,12 @@ CASES = {
                                *WEIGHTS],
                               1, 'a 600000x800000 output is 480000 megapixels, over the limit '
                                  'of 1074; pass --no-limits (limits=False in Python) to lift it'),
+    'ico_over_256': (['upscale', '{w}/photo.png', '{o}/out.ico', '--size', '300x300', *WEIGHTS],
+                     1, '300x300 is too large for ICO, which holds at most 256 pixels per side'),
+    'hr_folder_of_folders': (['test', '--hr', '{w}/nested', '--scales', '2', *WEIGHTS],
+                             1, '{w}/nested: no images at its top level (subfolders are not '
+                                'searched); give the folder that holds the image files, e.g. '
+                                '{w}/nested/x'),
     'unknown_dataset': (['data', 'fetch', 'div3k', '--root', '{o}'],
                         1, "unknown dataset 'div3k'; known: ..."),
     'official_checkpoint_not_fetched': (['test', '--hr', '{w}/hr', '--scales', '2', '--weights',
@@ -248,3 +261,117 @@ def test_an_animated_input_is_said_to_lose_its_other_frames(tmp_path, capsys):
     assert printed.out == f'{tmp_path / "out.png"}: 10x12\n'
     assert printed.err == (f'liif upscale: note: {tmp_path / "anim.gif"}: only the first of its '
                            '3 frames is upscaled\n')
+
+
+@pytest.mark.parametrize('size', [(96, 96), (40, 72)])
+def test_ico_holds_the_size_reported(work, tmp_path, capsys, size):
+    # PIL's default icon sizes would store 64x64 for 96x96.
+    out = tmp_path / 'out.ico'
+    assert main(['upscale', str(work / 'photo.png'), str(out), '--size', '{}x{}'.format(*size),
+                 *WEIGHTS]) == 0
+    assert capsys.readouterr().out == f'{out}: {size[0]}x{size[1]}\n'
+    with Image.open(out) as image:
+        assert image.size == size[::-1]
+
+
+# -- 16-bit colour PNGs, which PIL reads at 8 bits ---------------------------------------------
+
+# Adam7 passes: first row, first column, row step, column step (PNG specification, 8.2).
+PASSES = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2),
+          (1, 0, 2, 1))
+
+
+def filtered_rows(image):
+    """(n, m, C) uint16 -> PNG scanlines; row r uses filter type r % 5, so all five appear."""
+    x = np.ascontiguousarray(image, '>u2').view(np.uint8).reshape(len(image), -1).astype(np.int32)
+    bpp = 2 * image.shape[2]
+    up = np.vstack([np.zeros_like(x[:1]), x[:-1]])
+    left = np.pad(x, ((0, 0), (bpp, 0)))[:, :-bpp]
+    up_left = np.pad(up, ((0, 0), (bpp, 0)))[:, :-bpp]
+    p = left + up - up_left
+    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - up_left)
+    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+    predictions = [0 * x, left, up, (left + up) // 2, paeth]
+    return b''.join(bytes([r % 5]) + ((x[r] - predictions[r % 5][r]) % 256).astype(np.uint8)
+                    .tobytes() for r in range(len(x)))
+
+
+def png16(image, interlace=False, exif=None):
+    """The bytes of a 16-bit PNG of (h, w, C) uint16, C = 2 (gray + alpha), 3 or 4."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I',
+                                                                        zlib.crc32(kind + data))
+
+    h, w, C = image.shape
+    passes = PASSES if interlace else ((0, 0, 1, 1),)
+    data = b''.join(filtered_rows(image[r0::dr, c0::dc]) for r0, c0, dr, dc in passes
+                    if r0 < h and c0 < w)
+    return (b'\x89PNG\r\n\x1a\n'
+            + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 16, {2: 4, 3: 2, 4: 6}[C], 0, 0,
+                                         int(interlace)))
+            + (chunk(b'eXIf', exif) if exif else b'')
+            + chunk(b'IDAT', zlib.compress(data)) + chunk(b'IEND', b''))
+
+
+def deep(h, w, channels, seed=0):
+    """Random 16-bit values: their low bytes are what an 8-bit reader loses."""
+    return np.random.default_rng(seed).integers(0, 2**16, (h, w, channels), dtype=np.uint16)
+
+
+@pytest.mark.parametrize('channels', [2, 3, 4])
+@pytest.mark.parametrize('interlace', [False, True])
+def test_16_bit_png_reader_undoes_every_filter(tmp_path, channels, interlace):
+    image = deep(11, 13, channels, seed=channels)
+    (tmp_path / 'deep.png').write_bytes(png16(image, interlace))
+    assert np.array_equal(read_png16((tmp_path / 'deep.png').read_bytes()), image)
+    # PIL reads the same file to its high bytes: the test's encoder is a valid PNG writer.
+    with Image.open(tmp_path / 'deep.png') as pil:
+        high = np.asarray(pil)
+    if channels == 2:  # PIL: gray + alpha as RGBA
+        high = high[:, :, [0, 3]]
+    assert np.array_equal(high, image >> 8)
+
+
+def test_16_bit_png_reader_leaves_other_pngs_to_pil_and_refuses_short_data(tmp_path):
+    Image.new('RGB', (4, 3)).save(tmp_path / 'rgb8.png')
+    assert read_png16((tmp_path / 'rgb8.png').read_bytes()) is None
+    data = png16(deep(5, 6, 3))
+    start = data.index(b'IDAT') - 4  # the chunk's length
+    body = zlib.compress(b'\x00' * 20)  # fewer bytes than 5 rows of 6 pixels
+    short = data[:start] + struct.pack('>I', len(body)) + b'IDAT' + body \
+        + struct.pack('>I', zlib.crc32(b'IDAT' + body)) + data[-12:]  # IEND
+    with pytest.raises(ValueError, match='image data end after 20 of'):
+        read_png16(short)
+
+
+def test_a_16_bit_png_is_turned_upright(tmp_path):
+    image = deep(5, 8, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to display
+    (tmp_path / 'rotated.png').write_bytes(png16(image, exif=exif.tobytes()))
+    source, frames = read_source(tmp_path / 'rotated.png')
+    values = np.rint(source.values.permute(1, 2, 0).numpy() * 65535).astype(np.uint16)
+    assert source.bits == 16 and frames == 1
+    assert np.array_equal(values, np.rot90(image, -1))
+    with Image.open(tmp_path / 'rotated.png') as pil:
+        assert np.array_equal(np.asarray(ImageOps.exif_transpose(pil)), values >> 8)
+
+
+def test_16_bit_rgb_png_stays_16_bit(tmp_path, capsys):
+    """x1 with the shipped weights: close to the input, and the very numbers of the 16-bit
+    in-memory path, which an 8-bit read of the input would not give."""
+    coarse = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(4)) * 0.8 + 0.1
+    smooth = F.interpolate(coarse, size=(24, 28), mode='bicubic', align_corners=False)[0]
+    image = np.rint(smooth.clamp(0, 1).permute(1, 2, 0).numpy() * 65535).astype(np.uint16)
+    (tmp_path / 'in.png').write_bytes(png16(image))
+    assert main(['upscale', str(tmp_path / 'in.png'), str(tmp_path / 'out.png'), '--scale',
+                 '1']) == 0
+    data = (tmp_path / 'out.png').read_bytes()
+    assert data[24:26] == bytes([16, 2])  # IHDR: bit depth 16, colour type RGB
+    out = read_png16(data)
+    assert np.array_equal(out, upscale(image, scale=1))
+    assert not np.array_equal(out, upscale((image >> 8).astype(np.uint8), scale=1)
+                              .astype(np.uint16) * 257)
+    assert (out % 257 != 0).mean() > 0.9  # not 8-bit values scaled up
+    assert np.abs(out / 65535 - image / 65535).mean() < 1 / 255
+    assert capsys.readouterr().out == f'{tmp_path / "out.png"}: 24x28\n'

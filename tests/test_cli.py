@@ -5,6 +5,8 @@ launched at once and awaited together.
 Then, in-process: folders and several files, and the conventions of every command (progress
 bars, `--debug`, `liif list`, `--version`).
 """
+import re
+import resource
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from liif_core import __version__, load_model, upscale, upscale_file
+from liif_core import __version__, bands, load_model, upscale, upscale_file
 from liif_core.cli import COMMANDS, main
 from liif_core.pretrained import load_pretrained
 
@@ -131,8 +133,10 @@ def test_weights_message_names_the_reason(results):
     assert 'not a LIIF checkpoint' in results['weights_not_liif'][2]
 
 
-def test_killed_run_leaves_no_file(workdir, tmp_path):
-    """SIGTERM in the middle of decoding removes the temporary file and writes nothing."""
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGHUP], ids=['SIGTERM', 'SIGHUP'])
+def test_killed_run_leaves_no_file(workdir, tmp_path, signum):
+    """SIGTERM or SIGHUP in the middle of decoding removes the temporary file, writes nothing
+    and says why it stopped."""
     cmd = [sys.executable, '-m', 'liif_core', 'upscale', str(workdir / 'photo.png'),
            str(tmp_path / 'out.png'), '--size', '3000x4000', '--no-progress', *WEIGHTS]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -141,10 +145,31 @@ def test_killed_run_leaves_no_file(workdir, tmp_path):
         time.sleep(0.05)
     names = [p.name for p in tmp_path.iterdir()]
     assert len(names) == 1 and names[0].endswith('.tmp'), 'decoding never started'
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum
+    assert err.strip() == f'liif upscale: stopped by {signal.Signals(signum).name}', err
     assert not any(tmp_path.iterdir())
+
+
+def _limit_address_space():
+    resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, 6 * 2**30))
+
+
+@pytest.mark.parametrize('size, args', [((6, 8), ['--size', '1x100000000']),
+                                        ((1, 1), ['--scale', '1e9'])], ids=['long', 'scale_1e9'])
+def test_huge_jobs_under_a_memory_limit_fail_with_one_line(tmp_path, size, args):
+    """Under a 6 GiB address-space limit (where such jobs once ended in a segmentation fault),
+    a job over the limits is refused with one line, before anything is allocated for it."""
+    Image.new('RGB', size[::-1], (90, 120, 200)).save(tmp_path / 'in.png')
+    proc = subprocess.run([sys.executable, '-m', 'liif_core', 'upscale', str(tmp_path / 'in.png'),
+                           str(tmp_path / 'out.png'), *args, *WEIGHTS], capture_output=True,
+                          text=True, timeout=120, preexec_fn=_limit_address_space)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('liif upscale: error: ') \
+        and 'over the limit' in lines[0], proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['in.png']
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,6 +211,24 @@ def test_upscale_several_files_into_a_folder(photos, tmp_path, capsys):
     assert capsys.readouterr().out == f'2 of 2 images upscaled into {out}\n'
     assert sorted(p.name for p in out.iterdir()) == ['a.png', 'b.png']
     assert read_image(out / 'b.png').size == (11, 9)
+
+
+def test_a_large_output_is_announced_with_an_estimate(photos, tmp_path, capsys, monkeypatch):
+    """An output of LARGE_OUTPUT_PIXELS or more (lowered here) is announced before decoding,
+    and once its first band is done, the time the rest will take; smaller ones are not."""
+    monkeypatch.setattr(bands, 'LARGE_OUTPUT_PIXELS', 40 * 30)
+    out = tmp_path / 'large.png'
+    assert main(['upscale', str(photos / 'a.png'), str(out), '--size', '40x30', '--tile', '10',
+                 *WEIGHTS]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f'liif upscale: note: {out}: a 40x30 output, 0 megapixels; Ctrl-C stops '
+                      'it and leaves no file')
+    assert re.fullmatch(rf'liif upscale: note: {re.escape(str(out))}: about \d+ s to go '
+                        r'\(at the rate of the first 10 of 40 rows\)', err[1]), err
+    assert len(err) == 2
+    assert main(['upscale', str(photos / 'a.png'), str(out), '--size', '40x29', '--tile', '10',
+                 '--overwrite', *WEIGHTS]) == 0
+    assert capsys.readouterr().err == ''
 
 
 def test_progress_bar_only_on_a_terminal_and_never_with_no_progress(photos, tmp_path, capsys,

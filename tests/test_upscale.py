@@ -12,8 +12,11 @@ from PIL import Image, ImageOps
 
 import liif_core
 from liif_core import LIIF, load_model
-from liif_core.render import output_size, render
-from liif_core.upscale import PngStream, upscale, upscale_file
+from liif_core.bands import (BAND_PIXEL_BYTES, BAND_PIXELS, MARGIN_ROWS, band_rows,
+                             latent_bytes)
+from liif_core.imageio import PngStream, read_png16
+from liif_core.render import output_size, query_bytes, render
+from liif_core.upscale import upscale, upscale_file
 
 TINY_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
                                                 'no_upsampling': True}}
@@ -105,6 +108,36 @@ def test_tiled_equals_untiled_reference_checkpoint(reference_model):
     img = smooth(96, 8, seed=1)
     out = upscale(img, size=(130, 12), model=reference_model, tile_rows=9, encoder_tile_rows=20)
     assert (out - untiled(reference_model, img, 130, 12)).abs().max() <= 1e-5
+
+
+# -- bands per device ----------------------------------------------------------------------------
+
+def test_bands_on_a_cpu_keep_their_size(tiny, monkeypatch):
+    def no_cuda_query(device=None):
+        raise AssertionError('CPU bands must not depend on CUDA memory')
+
+    monkeypatch.setattr(torch.cuda, 'mem_get_info', no_cuda_query)
+    cpu = torch.device('cpu')
+    assert band_rows(tiny, cpu, 100, 100, 400, 400) == BAND_PIXELS // 400  # 655 rows
+    # Shrinking 3000 x 2000 to 50 x 75: a band's latent rows bound it, not its output pixels.
+    assert band_rows(tiny, cpu, 3000, 2000, 50, 75) == (BAND_PIXELS // 2000) * 50 // 3000
+
+
+def test_bands_on_cuda_follow_free_memory(tiny, monkeypatch):
+    cuda = torch.device('cuda')
+    h, w, H, W = 500, 600, 2000, 2400
+
+    def band_bytes(rows):  # the estimate band_rows budgets with: queries, then latent rows
+        latent = rows * h / H + MARGIN_ROWS
+        return rows * W * (query_bytes(tiny) + BAND_PIXEL_BYTES) + latent * w * latent_bytes(tiny)
+
+    free = 2**40
+    monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (free, free))
+    assert band_rows(tiny, cuda, h, w, H, W) == H  # one band
+    free = int(2 * band_bytes(H // 2))  # half the rows fit in the half a chunk may take
+    rows = band_rows(tiny, cuda, h, w, H, W)
+    assert band_bytes(rows) <= free / 2 < band_bytes(rows + 1)  # as many as fit
+    assert H // 2 - 2 <= rows <= H // 2
 
 
 # -- containers and modes ----------------------------------------------------------------------
@@ -256,6 +289,8 @@ def test_png_stream_round_trip(channels, bits):
     if bits == 8 or channels == 1:  # what PIL reads back at full precision
         pil = np.asarray(read_image(io.BytesIO(file.getvalue())))
         assert np.array_equal(pil.reshape(image.shape), image)
+    else:  # and what it reads at 8 bits only
+        assert np.array_equal(read_png16(file.getvalue()), image)
 
 
 def test_png_stream_refuses_missing_rows():
