@@ -97,9 +97,22 @@ INITS = {'bilinear': bilinear_init}
 
 
 def apply_init(model: nn.Module, name: str | None) -> nn.Module:
-    """The initialisation a training config names (``init: bilinear``); None keeps PyTorch's."""
+    """The initialisation a training config names: ``init: bilinear``, or the weights of a
+    checkpoint (a file, or the name of shipped or official weights) whose architecture is the
+    model's, to train on from there; None keeps PyTorch's random initialisation."""
     if name is None:
         return model
-    if name not in INITS:
-        raise ValueError(f'unknown init {name!r}; available: {", ".join(INITS)}')
-    return INITS[name](model)
+    if name in INITS:
+        return INITS[name](model)
+    # Imported here: the shipped-weights catalogue pulls in the data package.
+    from .checkpoint import CheckpointError, check_state_dict, load_model
+    from .pretrained import resolve_weights
+    try:
+        path = resolve_weights(name)
+        state = load_model(path).state_dict()
+        check_state_dict(model, state, f'init {name!r}')
+    except CheckpointError as e:
+        raise ValueError(f'unknown init {name!r}: neither one of {", ".join(INITS)} nor usable '
+                         f'weights: {e}') from None
+    model.load_state_dict(state)
+    return model

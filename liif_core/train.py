@@ -1,17 +1,19 @@
 """Training: the paper's recipe, in one process or several under ``torchrun``.
 
 The config is an official training YAML, read unchanged: ``TrainConfig`` lists its keys (the
-official ones, plus ``num_workers``, ``seed`` and ``init: bilinear`` of ours) and reports every
-missing or unknown key before anything runs.
+official ones, plus ``num_workers``, ``seed``, ``val_seed`` and ``init`` of ours) and reports every missing or
+unknown key before anything runs.
 
 Each epoch trains on the whole training set (Adam, L1 loss on normalised targets), steps the
 MultiStepLR schedule, validates (PSNR, and bicubic's PSNR on the same crops), and writes
 ``epoch-last.pth``, ``epoch-<N>.pth`` every ``epoch_save`` epochs and ``epoch-best.pth`` in the
 official checkpoint layout, plus the RNG states that make a resumed run bit-exact on CPU, a
-``log.jsonl`` line, and TensorBoard events when TensorBoard is installed.
+``log.jsonl`` line, and TensorBoard events when TensorBoard is installed (``train_state`` says
+what a checkpoint holds). A run may stop at a time limit and resume later, in pieces: the
+schedule is planned over ``epoch_max``, so the pieces together equal one uninterrupted run.
 
-Launched by ``torchrun`` (RANK / WORLD_SIZE set), every process trains on its share of each
-batch under DistributedDataParallel and rank 0 alone validates, logs and saves.
+Launched by ``torchrun`` (see ``launch``), every process trains on its share of each batch
+under DistributedDataParallel and rank 0 alone validates, logs and saves.
 
 Mixed precision (``amp``) runs the model under ``torch.autocast``: float16 with gradient scaling
 (every CUDA GPU has it) or bfloat16 without (Ampere GPUs and later, and CPUs); the loss is
@@ -20,7 +22,8 @@ The loop never waits for the device to read a loss back except every ``LOSS_READ
 steps, and the DataLoader's workers live as long as the run.
 
 Where this differs from the official script, and why:
-- validation crops come from a fixed seed, the same every epoch (the official ones are re-drawn
+- validation crops come from a fixed seed (``val_seed``, else ``seed``), the same every epoch
+  (the official ones are re-drawn
   each epoch, adding crop noise to the PSNR curve), and bicubic is scored on them once;
 - ``epoch-last.pth`` is written after validation, so it also records the best PSNR so far;
 - resuming sets the schedule's epoch instead of stepping it again: the official resume steps a
@@ -33,8 +36,6 @@ Book: chapter 8, "Training".
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
 import os
 import time
@@ -44,25 +45,20 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.lr_scheduler import MultiStepLR
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_model, save_model
+from . import train_state
 from .data.specs import DEFAULT_DATA_ROOT
 from .evaluate import evaluate
-from .init import apply_init
-from .registry import make_model
+from .launch import AMP_DTYPES, amp_dtype, distributed_env, training_process
 from .render import BICUBIC, Predictor, norm_tensors
-from .rng import (EpochIndices, EpochSeeded, isolated_rng, rng_state, seed_everything,
-                  set_rng_state)
+from .rng import EpochIndices, EpochSeeded, isolated_rng, seed_everything
 from .train_config import TrainConfig
+from .train_state import TrainState
 
-OPTIMIZERS = {'adam': torch.optim.Adam, 'sgd': torch.optim.SGD}
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 # On an accelerator, reading a loss back stalls the host until the queued steps are done; the
 # losses stay on the device and are read (and checked for NaN) every this many steps. A CPU
 # computes synchronously, so there every step is read at no cost.
@@ -76,37 +72,9 @@ class TrainingDiverged(ValueError):
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def make_optimizer(params: Any, spec: dict[str, Any]) -> torch.optim.Optimizer:
-    """``{'name': 'adam', 'args': {'lr': 1e-4}}`` -> the optimizer (other settings PyTorch's)."""
-    if spec['name'] not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {spec['name']!r}; known: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[spec['name']](params, **spec.get('args', {}))
-
-
-def amp_dtype(amp: bool | str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``train(amp=...)``: None (float32) for False, 'bf16' or 'fp16' as
-    named, and for True float16 on CUDA (every CUDA GPU runs it) and bfloat16 elsewhere."""
-    if amp is False:
-        return None
-    if amp is True:
-        return torch.float16 if device.type == 'cuda' else torch.bfloat16
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be True, False or one of {', '.join(AMP_DTYPES)}, "
-                         f'got {amp!r}')
-    return AMP_DTYPES[amp]
-
-
 def loss_read_steps(device: torch.device) -> int:
     """Every how many steps the training loop reads the losses back from ``device``."""
     return 1 if device.type == 'cpu' else LOSS_READ_STEPS
-
-
-def distributed_env() -> tuple[int, int, int]:
-    """``(rank, world_size, local_rank)`` from torchrun's environment; (0, 1, 0) without it."""
-    if 'RANK' not in os.environ or 'WORLD_SIZE' not in os.environ:
-        return 0, 1, 0
-    return (int(os.environ['RANK']), int(os.environ['WORLD_SIZE']),
-            int(os.environ.get('LOCAL_RANK', 0)))
 
 
 def validate(model: Predictor, loader: DataLoader, config: dict[str, Any] | TrainConfig,
@@ -139,7 +107,7 @@ def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
           resume: bool = False, *, data_root: str | os.PathLike | None = None,
           device: str | torch.device | None = None, num_workers: int | None = None,
           amp: bool | str = False, tf32: bool = True, train_data: Dataset | None = None,
-          val_data: Dataset | None = None,
+          val_data: Dataset | None = None, time_limit: float | None = None,
           progress: bool = True, log: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
     """Train a model as the official ``train_liif.py`` does.
 
@@ -160,6 +128,9 @@ def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
             mantissa inputs, float32 accumulation), several times faster on Ampere and later.
         train_data, val_data: datasets of {'inp', 'coord', 'cell', 'gt'} to use instead of
             building them from the config's ``train_dataset`` / ``val_dataset``.
+        time_limit: stop, after saving, at the end of the last epoch that fits in this many
+            seconds (judged by the length of the epoch before); ``resume=True`` continues.
+            The schedule stays planned over ``epoch_max``, so a run in pieces equals one run.
         progress: show progress bars.
         log: receives one human-readable line per event.
 
@@ -170,28 +141,13 @@ def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
         TrainingDiverged: a NaN or infinite loss; ``epoch-last.pth`` keeps the last good epoch.
     """
     cfg = TrainConfig.from_dict(config)
-    rank, world_size, local_rank = distributed_env()
-    device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    if device.type == 'cuda' and world_size > 1:
-        device = torch.device('cuda', local_rank)
-        torch.cuda.set_device(device)
-    dtype = amp_dtype(amp, device)
-    if num_workers is None:
-        num_workers = min(cfg.num_workers, os.cpu_count() or 1)
-    created_group = world_size > 1 and not dist.is_initialized()
-    if created_group:
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    job = _Job(cfg, Path(save_dir), device, dtype, rank, world_size, progress and rank == 0,
-               (log if rank == 0 else None) or (lambda line: None))
-    tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if device.type == 'cuda':
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    try:
-        return _train(job, config, resume, data_root, num_workers, train_data, val_data)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
-        if created_group:
-            dist.destroy_process_group()
+    with training_process(device, tf32) as (dev, rank, world_size):
+        if num_workers is None:
+            num_workers = min(cfg.num_workers, os.cpu_count() or 1)
+        job = _Job(cfg, Path(save_dir), dev, amp_dtype(amp, dev), rank, world_size,
+                   progress and rank == 0, (log if rank == 0 else None) or (lambda line: None))
+        return _train(job, config, resume, data_root, num_workers, train_data, val_data,
+                      time_limit)
 
 
 @dataclass
@@ -211,35 +167,30 @@ class _Job:
         return self.rank == 0  # rank 0 alone validates, logs and saves
 
 
-@dataclass
-class _State:
-    """What a checkpoint restores: the model and everything that moves it."""
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    lr_scheduler: MultiStepLR | None
-    scaler: torch.amp.GradScaler | None
-    epoch_start: int
-    best_val: float
-
-
 def _train(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool, data_root: Any,
-           num_workers: int, train_data: Dataset | None, val_data: Dataset | None
-           ) -> dict[str, Any]:
+           num_workers: int, train_data: Dataset | None, val_data: Dataset | None,
+           time_limit: float | None) -> dict[str, Any]:
     """The run, stage by stage; ``train`` has set up processes and devices."""
-    cfg = job.cfg
-    resume_from = _claim_save_dir(job, config, resume)
+    cfg, t_start = job.cfg, time.time()
+    resume_from = train_state.claim_save_dir(job.save_dir, config, resume,
+                                              job.is_main)
     # Seeding before the datasets are built also fixes the model initialisation below. Each
     # process draws its own augmentations (seed + rank); DDP copies rank 0's weights anyway.
     seed_everything(cfg.seed + job.rank)
     sampler, train_loader, val_loader = _make_loaders(job, data_root, num_workers,
                                                       train_data, val_data)
-    state = _start(job, resume_from, train_loader.generator)
+    state = train_state.start(cfg, job.device, job.amp_dtype, resume_from, job.rank,
+                              job.world_size, train_loader.generator, job.say)
+    if job.is_main:
+        train_state.write_log(job.save_dir, state.log)  # the log as the checkpoint has it
+        train_state.record_piece(job.save_dir, state.epoch_start, job.world_size,
+                                 job.amp_dtype, job.device)
     net = state.model
     if job.world_size > 1:
         net = DistributedDataParallel(state.model, device_ids=[job.device.index]
                                       if job.device.type == 'cuda' else None)
     writer = _open_tensorboard(job.save_dir) if job.is_main else None
-    bicubic_psnr = None
+    validation = _Validation(val_loader)
     epoch = state.epoch_start - 1
     for epoch in range(state.epoch_start, cfg.epoch_max + 1):
         t0, lr = time.time(), state.optimizer.param_groups[0]['lr']
@@ -248,42 +199,51 @@ def _train(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool, data_r
                                   has_checkpoint=epoch > 1 or bool(resume_from))
         if state.lr_scheduler is not None:
             state.lr_scheduler.step()
-        rng = _gather_rng_states(job, train_loader.generator)
+        rng = train_state.gather_rng_states(job.world_size, train_loader.generator)
         if job.is_main:
-            record: dict[str, Any] = {'epoch': epoch, 'train_loss': train_loss, 'lr': lr}
-            if val_loader is not None and cfg.epoch_val is not None and epoch % cfg.epoch_val == 0:
-                record['val_psnr'] = validate(state.model, val_loader, cfg, cfg.seed, job.progress)
-                if bicubic_psnr is None:  # the same crops every epoch: once is enough
-                    bicubic_psnr = validate(BICUBIC, val_loader, cfg, cfg.seed, job.progress)
-                record['val_psnr_bicubic'] = bicubic_psnr
-                state.model.train()
-            _save(job, state, epoch, record, rng)
+            record = {'epoch': epoch, 'train_loss': train_loss, 'lr': lr,
+                      **validation.run(job, state.model, epoch)}
             record['time'] = time.time() - t0
+            train_state.save(state, cfg, job.save_dir, epoch, record, rng)
             _log(job, writer, record)
         if job.world_size > 1:
             dist.barrier()  # the others wait while rank 0 validates and saves
+        if epoch < cfg.epoch_max and _out_of_time(job, t_start, time.time() - t0, time_limit):
+            job.say(f'time limit: stopped after epoch {epoch}; continue with --resume')
+            break
     if writer is not None:
         writer.close()
     return {'epoch': epoch, 'best_val_psnr': state.best_val, 'save_dir': str(job.save_dir)}
 
 
-def _claim_save_dir(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool
-                    ) -> Path | str | None:
-    """The checkpoint to start from, if any; refuses to overwrite a run; writes config.yaml."""
-    last_path = job.save_dir / 'epoch-last.pth'
-    resume_from = last_path if resume else job.cfg.resume
-    if resume and not last_path.is_file():
-        raise ValueError(f'{job.save_dir}: nothing to resume (no epoch-last.pth)')
-    if not resume_from and last_path.is_file():
-        raise ValueError(f'{job.save_dir} already holds a run (epoch-last.pth): pass --resume to '
-                         'continue it, or choose another --name / --save-dir')
-    if job.is_main:
-        job.save_dir.mkdir(parents=True, exist_ok=True)
-        # The config as given, key for key (a TrainConfig is written with all its fields).
-        raw = dataclasses.asdict(config) if isinstance(config, TrainConfig) else config
-        with open(job.save_dir / 'config.yaml', 'w') as f:
-            yaml.safe_dump(raw, f, sort_keys=False)
-    return resume_from
+class _Validation:
+    """Validation PSNR on the config's schedule, with bicubic's PSNR on the same crops."""
+
+    def __init__(self, loader: DataLoader | None):
+        self.loader = loader
+        self.bicubic_psnr: float | None = None
+
+    def run(self, job: _Job, model: nn.Module, epoch: int) -> dict[str, float]:
+        cfg = job.cfg
+        if self.loader is None or cfg.epoch_val is None or epoch % cfg.epoch_val:
+            return {}
+        seed = cfg.seed if cfg.val_seed is None else cfg.val_seed
+        psnr = validate(model, self.loader, cfg, seed, job.progress)
+        if self.bicubic_psnr is None:  # the same crops every epoch: once is enough
+            self.bicubic_psnr = validate(BICUBIC, self.loader, cfg, seed, job.progress)
+        model.train()
+        return {'val_psnr': psnr, 'val_psnr_bicubic': self.bicubic_psnr}
+
+
+def _out_of_time(job: _Job, t_start: float, epoch_time: float, limit: float | None) -> bool:
+    """Whether another epoch as long as the last would end past ``limit`` seconds from the
+    start; rank 0 decides for all processes, so that they stop at the same epoch."""
+    if limit is None:
+        return False
+    stop = [time.time() - t_start + epoch_time > limit]
+    if job.world_size > 1:
+        dist.broadcast_object_list(stop, src=0)
+    return stop[0]
 
 
 def _make_loaders(job: _Job, data_root: Any, num_workers: int, train_data: Dataset | None,
@@ -323,49 +283,7 @@ def _make_loaders(job: _Job, data_root: Any, num_workers: int, train_data: Datas
     return sampler, train_loader, val_loader
 
 
-def _start(job: _Job, resume_from: Path | str | None,
-           loader_generator: torch.Generator) -> _State:
-    """A fresh model (the config's init) or the checkpoint's, with optimizer and schedule."""
-    cfg, ckpt = job.cfg, None
-    if resume_from:
-        try:
-            ckpt = torch.load(resume_from, map_location='cpu', weights_only=True)
-        except Exception as e:  # unreadable: report the file, as load_model does
-            raise CheckpointError(f'{resume_from}: cannot resume from it ({e})') from None
-        model = load_model(ckpt).to(job.device).train()
-        optimizer = make_optimizer(model.parameters(), ckpt['optimizer'])
-        optimizer.load_state_dict(ckpt['optimizer']['sd'])
-        epoch_start = ckpt['epoch'] + 1
-    else:
-        model = apply_init(make_model(cfg.model), cfg.init).to(job.device).train()
-        optimizer = make_optimizer(model.parameters(), cfg.optimizer)
-        epoch_start = 1
-    lr_scheduler = None
-    if cfg.multi_step_lr is not None:
-        lr_scheduler = MultiStepLR(optimizer, **cfg.multi_step_lr)
-        # The restored optimizer already holds the decayed learning rate; only the epoch
-        # count is set (the official resume steps the schedule again, decaying twice).
-        lr_scheduler.last_epoch = epoch_start - 1
-    # float16's 5-bit exponent underflows small gradients: they are scaled up, then back down.
-    scaler = torch.amp.GradScaler(job.device.type) if job.amp_dtype == torch.float16 else None
-    state = _State(model, optimizer, lr_scheduler, scaler, epoch_start, -math.inf)
-    if ckpt is not None:
-        state.best_val = ckpt.get('best_val_psnr', state.best_val)
-        rng = ckpt.get('rng')
-        if rng is not None and len(rng) == job.world_size:
-            set_rng_state(rng[job.rank], loader_generator)
-        else:
-            job.say('resume: the checkpoint has no random state for this number of processes; '
-                    'reseeding, so the run will not repeat an uninterrupted one exactly')
-            seed_everything(cfg.seed + job.rank + 1000 * epoch_start)
-        if scaler is not None and 'grad_scaler' in ckpt:
-            scaler.load_state_dict(ckpt['grad_scaler'])
-    n_params = sum(p.numel() for p in model.parameters())
-    job.say(f'model: {n_params / 1e6:.2f}M parameters; epochs {epoch_start}..{cfg.epoch_max}')
-    return state
-
-
-def _train_epoch(job: _Job, net: nn.Module, state: _State, loader: DataLoader, epoch: int,
+def _train_epoch(job: _Job, net: nn.Module, state: TrainState, loader: DataLoader, epoch: int,
                  has_checkpoint: bool) -> float:
     """One pass over the training set (Adam, L1 on normalised targets): the mean loss."""
     inp_sub, inp_div, gt_sub, gt_div = norm_tensors(job.cfg.data_norm, job.device)
@@ -428,39 +346,9 @@ def _read_losses(job: _Job, losses: torch.Tensor, read: list[float], step: int, 
                f'(epoch {epoch - 1})' if has_checkpoint else 'No checkpoint was written yet'))
 
 
-def _gather_rng_states(job: _Job, loader_generator: torch.Generator) -> list[dict[str, Any]]:
-    """Every process's random state, for rank 0's checkpoint."""
-    states = [rng_state(loader_generator)]
-    if job.world_size > 1:
-        gathered: list[Any] = [None] * job.world_size
-        dist.all_gather_object(gathered, states[0])
-        states = gathered
-    return states
-
-
-def _save(job: _Job, state: _State, epoch: int, record: dict[str, Any],
-          rng: list[dict[str, Any]]) -> None:
-    """epoch-last.pth always, epoch-<N>.pth every epoch_save epochs, epoch-best.pth on a new
-    best validation PSNR; each with what a bit-exact resume needs."""
-    cfg = job.cfg
-    extra = {'optimizer': {**cfg.optimizer, 'sd': state.optimizer.state_dict()},
-             'epoch': epoch, 'rng': rng}
-    is_best = record.get('val_psnr', -math.inf) > state.best_val
-    state.best_val = max(state.best_val, record.get('val_psnr', -math.inf))
-    extra['best_val_psnr'] = state.best_val
-    if state.scaler is not None:
-        extra['grad_scaler'] = state.scaler.state_dict()
-    save_model(state.model, job.save_dir / 'epoch-last.pth', **extra)
-    if cfg.epoch_save is not None and epoch % cfg.epoch_save == 0:
-        save_model(state.model, job.save_dir / f'epoch-{epoch}.pth', **extra)
-    if is_best:
-        save_model(state.model, job.save_dir / 'epoch-best.pth', **extra)
-
-
 def _log(job: _Job, writer: Any, record: dict[str, Any]) -> None:
     """One line of log.jsonl, TensorBoard scalars, and one line for the user."""
-    with open(job.save_dir / 'log.jsonl', 'a') as f:
-        f.write(json.dumps(record) + '\n')
+    train_state.append_log(job.save_dir, record)
     epoch, lr, loss = record['epoch'], record['lr'], record['train_loss']
     if writer is not None:
         writer.add_scalar('lr', lr, epoch)
@@ -498,6 +386,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='on CUDA, keep float32 matrix products in full float32 '
                              '(default: TF32)')
     parser.add_argument('--epochs', type=int, help='override epoch_max')
+    parser.add_argument('--time-limit', type=float, metavar='MINUTES',
+                        help='stop after the last epoch that fits in this many minutes '
+                             '(continue later with --resume; the schedule still spans '
+                             'epoch_max)')
     parser.add_argument('--seed', type=int, help="override the config's seed (default 0)")
     parser.add_argument('--threads', type=int, help='CPU threads for PyTorch (on a busy machine '
                         '1 can be many times faster than the default)')
@@ -516,7 +408,8 @@ def run(args: argparse.Namespace) -> int:
     save_dir = Path(args.save_dir) if args.save_dir else Path('save') / name
     result = train(config, save_dir, resume=args.resume, data_root=args.data_root,
                    device=args.device, num_workers=args.num_workers, amp=args.amp,
-                   tf32=args.tf32, progress=args.progress)
+                   tf32=args.tf32, progress=args.progress,
+                   time_limit=None if args.time_limit is None else 60 * args.time_limit)
     if distributed_env()[0] == 0:
         print(f'done: epoch {result["epoch"]}, checkpoints in {save_dir}')
     return 0

@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """The keys of an official training config (``train_liif.py``), plus three of ours.
+    """The keys of an official training config (``train_liif.py``), plus four of ours.
 
     Datasets and the model are official ``{'name': ..., 'args': ...}`` specs and stay dicts:
     they are handed as they are to ``make_data`` and ``make_model``.
@@ -39,7 +39,11 @@ class TrainConfig:
     # Ours: the official code always uses 8 workers, seeds nothing and starts from random weights.
     num_workers: int = 8
     seed: int = 0
-    init: str | None = None  # 'bilinear': start as bilinear interpolation (liif_core.init)
+    # The validation crops' seed; None: ``seed``. Runs that differ only in ``seed`` set one
+    # val_seed so that they are scored on the same crops.
+    val_seed: int | None = None
+    # 'bilinear': start as bilinear interpolation; or a checkpoint to start from (liif_core.init)
+    init: str | None = None
 
     @classmethod
     def from_dict(cls, config: dict[str, Any] | TrainConfig) -> TrainConfig:
@@ -54,4 +58,56 @@ class TrainConfig:
         if problems:
             raise ConfigError('training config: ' + '; '.join(problems)
                               + f" (known keys: {', '.join(fields)})")
-        return cls(**config)
+        cfg = cls(**config)
+        problems = cfg._problems()
+        if problems:
+            raise ConfigError('training config: ' + '; '.join(problems))
+        return cfg
+
+    def _problems(self) -> list[str]:
+        """Every value of the wrong type or out of range, each in words (the shapes of the
+        nested specs the official code reads; datasets and models check their own args)."""
+        problems = []
+        for name in ('epoch_max', 'epoch_val', 'epoch_save', 'eval_bsize', 'seed', 'val_seed',
+                     'num_workers'):
+            value = getattr(self, name)
+            least = 0 if name in ('seed', 'val_seed', 'num_workers') else 1
+            if value is None and name not in ('epoch_max', 'seed', 'num_workers'):
+                continue
+            if not _is_int(value) or value < least:
+                problems.append(f'{name} must be an integer >= {least}, got {value!r}')
+        for name in ('train_dataset', 'model', 'optimizer', 'val_dataset', 'data_norm',
+                     'multi_step_lr'):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                problems.append(f'{name} must be a mapping, got {value!r}')
+        if problems:
+            return problems
+        if 'batch_size' not in self.train_dataset:
+            problems.append('train_dataset needs a batch_size')
+        for name in ('train_dataset', 'val_dataset'):
+            batch = (getattr(self, name) or {}).get('batch_size', 1)
+            if not _is_int(batch) or batch < 1:
+                problems.append(f'{name}.batch_size must be an integer >= 1, got {batch!r}')
+        lr = (self.optimizer.get('args') or {}).get('lr', 1e-3)
+        if 'name' not in self.optimizer:
+            problems.append("optimizer needs a name (e.g. {name: adam, args: {lr: 1.e-4}})")
+        if not _is_number(lr) or lr < 0:
+            problems.append(f'optimizer.args.lr must be a number >= 0, got {lr!r}')
+        if self.multi_step_lr is not None:
+            milestones = self.multi_step_lr.get('milestones')
+            gamma = self.multi_step_lr.get('gamma', 0.1)
+            if not isinstance(milestones, list) or not all(_is_int(m) for m in milestones):
+                problems.append(f'multi_step_lr.milestones must be a list of epochs, '
+                                f'got {milestones!r}')
+            if not _is_number(gamma) or gamma <= 0:
+                problems.append(f'multi_step_lr.gamma must be a number > 0, got {gamma!r}')
+        return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -197,7 +197,8 @@ def train_steps(device: torch.device, repeat: int, steps: int,
     """Steps per second of ``liif_core.train.train_step`` on the paper's batch: each dtype timed
     in turn, ``repeat`` rounds, the median kept."""
     from liif_core.models import create_model
-    from liif_core.train import make_optimizer, train_step
+    from liif_core.train import train_step
+    from liif_core.train_state import make_optimizer
     g = torch.Generator().manual_seed(0)
     batch = [t.to(device) for t in (torch.rand(batch_size, 3, 48, 48, generator=g) * 2 - 1,
                                     torch.rand(batch_size, 2304, 2, generator=g) * 2 - 1,

@@ -2,15 +2,18 @@
 and matches the official recipe."""
 import inspect
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from liif_core import make_model
 from liif_core.configs import find_config, list_configs, load_config
 from liif_core.data import DATASETS, make_data
+from liif_core.init import apply_init
 from liif_core.train_config import ConfigError, TrainConfig
 
 torch.set_num_threads(2)
@@ -142,13 +145,13 @@ def test_load_config_names_and_paths(tmp_path):
 def test_cpu_configs_build_on_standin_layout(name, tmp_path):
     """The CPU configs read ./load/standin: build them on a small fake of that layout."""
     rng = np.random.default_rng(0)
-    for split in ('train', 'valid'):
+    for split in ('train', 'valid', 'valid_tune', 'valid_report'):
         os.makedirs(tmp_path / 'standin' / split)
         for i in range(8):
             Image.fromarray(rng.integers(0, 256, (200, 216, 3), dtype=np.uint8)).save(
                 tmp_path / 'standin' / split / f'{i}.png')
     config = load_config(name)
-    model = make_model(config['model'])
+    model = apply_init(make_model(config['model']), config.get('init'))  # shipped weights too
     for section in data_sections(config).values():
         data = make_data(section, data_root=str(tmp_path))
         batch = next(iter(torch.utils.data.DataLoader(data, batch_size=1)))  # one item: fast
@@ -173,3 +176,35 @@ def test_train_config_names_every_bad_key_at_once():
     for part in ("missing key 'model'", "missing key 'epoch_max'", "unknown key 'epochs'",
                  "unknown key 'lr'"):
         assert part in str(error.value)
+
+
+BAD_TRAIN_CONFIGS = [  # (change to a valid config, part of the one-line message)
+    (lambda c: c.update(epoch_max='three'), "epoch_max must be an integer >= 1, got 'three'"),
+    (lambda c: c['train_dataset'].pop('batch_size'), 'train_dataset needs a batch_size'),
+    (lambda c: c.update(epoch_val=0), 'epoch_val must be an integer >= 1, got 0'),
+    (lambda c: c['optimizer']['args'].update(lr='fast'), "optimizer.args.lr must be a number"),
+    (lambda c: c.update(multi_step_lr={'milestones': 5}), 'milestones must be a list'),
+    (lambda c: c.update(model=[1, 2]), 'model must be a mapping'),
+    (lambda c: c.update(optimizer={'args': {}}), 'optimizer needs a name'),
+    (lambda c: c['train_dataset']['wrapper']['args'].update(inp_size=0),
+     'sr-implicit-downsampled: inp_size must be a positive integer, got 0'),
+    (lambda c: c.update(init='no-such-weights'), "unknown init 'no-such-weights'"),
+]
+
+
+@pytest.mark.parametrize('change, message', BAD_TRAIN_CONFIGS)
+def test_liif_train_refuses_a_bad_config_in_one_line(change, message, tmp_path, capsys):
+    """Through the command line: exit 1, one line naming the problem, no traceback, and no
+    run folder left behind."""
+    from liif_core.cli import main
+    config = load_config('cpu/train_liif-tiny')
+    change(config)
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump(config))
+    save_dir = tmp_path / 'run'
+    assert main(['train', str(path), '--save-dir', str(save_dir), '--device', 'cpu',
+                 '--data-root', str(Path(__file__).parents[1] / 'data')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('liif train: error: ') and message in err, err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1
+    assert not (save_dir / 'epoch-last.pth').exists()

@@ -392,3 +392,52 @@ def test_cli_trains_an_official_style_config_and_resumes(tmp_path, monkeypatch):
     assert cli_main(args + ['--amp', '--no-tf32', '--save-dir', str(tmp_path / 'amp')]) == 0
     assert torch.backends.cuda.matmul.allow_tf32 is False  # PyTorch's default, left alone
     assert read_log(tmp_path / 'amp')[0]['train_loss'] != read_log(save_dir)[0]['train_loss']
+
+
+def test_killed_between_checkpoint_and_log_loses_no_line(straight, tmp_path, monkeypatch):
+    """A fault injected after epoch 2's checkpoint is written but before its log line: the
+    resumed run rewrites log.jsonl from the checkpoint, so no epoch is missing or doubled."""
+    from liif_core import train_state
+    run(make_config(epoch_max=1), tmp_path)
+
+    def die(save_dir, record):
+        raise KeyboardInterrupt  # the process "dies" here
+
+    monkeypatch.setattr(train_state, 'append_log', die)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_config(epoch_max=3), tmp_path, resume=True)
+    monkeypatch.undo()
+    assert [r['epoch'] for r in read_log(tmp_path)] == [1]  # epoch 2's line is missing
+    run(make_config(epoch_max=3), tmp_path, resume=True)
+    log = read_log(tmp_path)
+    assert [r['epoch'] for r in log] == [1, 2, 3]
+    assert [r['train_loss'] for r in log[:2]] == [r['train_loss'] for r in read_log(straight)]
+
+
+def test_time_limit_stops_at_an_epoch_and_pieces_equal_one_run(straight, tmp_path):
+    """A time limit shorter than an epoch stops after the first; resuming finishes the run
+    with the schedule over all of epoch_max, equal to the uninterrupted run."""
+    result = run(make_config(epoch_max=2), tmp_path, time_limit=1e-9)
+    assert result['epoch'] == 1
+    run(make_config(epoch_max=2), tmp_path, resume=True)
+    _assert_same_run(straight, tmp_path)
+    pieces = [json.loads(line) for line in (tmp_path / 'pieces.jsonl').read_text().splitlines()]
+    assert [p['epoch_start'] for p in pieces] == [1, 2]
+    assert all(p['threads'] == 1 and p['torch'] == torch.__version__ and p['cpu']
+               and p['precision'] == 'float32' for p in pieces)
+
+
+def test_init_from_a_checkpoint_starts_from_its_weights(straight, tmp_path):
+    """``init: <checkpoint>``: the weights of that run, a fresh optimizer and schedule."""
+    run(make_config(epoch_max=1, init=str(straight / 'epoch-last.pth'), lr=0.0,
+                    multi_step_lr=None), tmp_path)
+    a = torch.load(straight / 'epoch-last.pth', weights_only=True)['model']['sd']
+    b = torch.load(tmp_path / 'epoch-last.pth', weights_only=True)
+    assert b['epoch'] == 1
+    assert all(torch.equal(v, b['model']['sd'][k]) for k, v in a.items())  # lr 0: unchanged
+    with pytest.raises(ValueError, match='unknown init .*no such checkpoint'):
+        run(make_config(init=str(tmp_path / 'missing.pth')), tmp_path / 'x')
+    wrong = dict(TINY_MODEL, args=dict(TINY_MODEL['args'], imnet_spec={
+        'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [32]}}))
+    with pytest.raises(ValueError, match='does not fit the model'):
+        run(make_config(init=str(straight / 'epoch-last.pth'), model=wrong), tmp_path / 'y')
