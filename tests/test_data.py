@@ -272,6 +272,30 @@ def test_downsampled_training_item_matches_spec(seed):
         assert 0 <= item[key].min() and item[key].max() <= 1
 
 
+def test_texture_tries_keeps_the_most_textured_of_its_draws():
+    """Half flat, half noise: with 8 tries nearly every crop lands in the noisy half; with one
+    try the draws are the official ones (same corners as a replay of Python's random)."""
+    rgb = np.zeros((64, 256, 3), np.uint8)
+    rgb[:, 128:] = random_rgb(64, 128, 5)
+    image = ListDataset([as_tensor(rgb)])
+    tries = SRImplicitDownsampled(image, inp_size=32, scale_min=2, texture_tries=8)
+    one = SRImplicitDownsampled(image, inp_size=32, scale_min=2)
+    random.seed(0)
+    textured = [float(tries[0]['inp'].std()) > 0.05 for _ in range(50)]
+    random.seed(0)
+    uniform = [float(one[0]['inp'].std()) > 0.05 for _ in range(50)]
+    assert sum(textured) >= 48 and sum(uniform) < 40
+    random.seed(3)
+    item = one[0]
+    random.seed(3)
+    random.uniform(2, 2)  # the scale's draw
+    _, y0 = random.randint(0, 0), random.randint(0, 256 - 64)  # the corner's draws
+    torch.testing.assert_close(item['inp'], as_tensor(pil_bicubic(rgb[:, y0:y0 + 64], 32, 32)),
+                               rtol=0, atol=0)
+    with pytest.raises(ValueError, match='texture_tries must be a positive integer'):
+        SRImplicitDownsampled(image, inp_size=32, texture_tries=0)
+
+
 def test_downsampled_crop_uses_python_round_half_to_even():
     s = 50.5 / 48
     assert 48 * s == 50.5  # so round() sees an exact half

@@ -248,9 +248,14 @@ def test_debian_photos_from_mirror(server, tmp_path, monkeypatch):
             {'package': 'walls', 'member': 'usr/share/backgrounds/a.jpg', 'split': 'train',
              'sha256': sha256(photo_train), 'name': 'a.png'},
             {'package': 'walls', 'member': 'usr/share/wallpapers/B/b.png', 'split': 'valid',
-             'sha256': sha256(photo_valid), 'name': 'B.png'}]}
+             'sha256': sha256(photo_valid), 'name': 'B.png'}],
+        'valid_parts': {'_about': 'a comment', 'valid_report': ['B.png']}}
     monkeypatch.setattr(photos, 'apt_download', lambda *args: None)  # as if apt were missing
     target = photos.fetch_debian_photos(manifest, str(tmp_path), progress=False)
+    assert os.listdir(os.path.join(target, 'valid_report')) == ['B.png']
+    assert os.path.samefile(os.path.join(target, 'valid_report', 'B.png'),
+                            os.path.join(target, 'valid', 'B.png'))
+    assert not os.path.exists(os.path.join(target, '_about'))
 
     train = np.asarray(Image.open(os.path.join(target, 'train', 'a.png')))
     np.testing.assert_array_equal(train, expected_hr(photo_train, 64, 12))
@@ -307,6 +312,10 @@ def test_packaged_photo_pins():
     standin = load_manifest('standin')
     splits = [im['split'] for im in standin['images']]
     assert splits.count('train') == 27 and splits.count('valid') == 11
+    parts = standin['valid_parts']
+    valid = sorted(im['name'] for im in standin['images'] if im['split'] == 'valid')
+    assert sorted(parts['valid_tune'] + parts['valid_report']) == valid  # a partition
+    assert len(parts['valid_report']) == 6 and len(parts['valid_tune']) == 5
     assert not any('umang' in im['member'] for im in standin['images'])
     assert all(len(p['sha256']) == 64 and p['size'] > 0 for p in standin['packages'])
     samples = load_manifest('samples')

@@ -151,7 +151,8 @@ def _shared_images(paths: list[str], skip_corrupt: bool) -> list[np.ndarray | No
         atexit.register(_remove, data_path, index_path, lock_path)
         index = []  # (offset, shape) per image; None for an undecodable one
         with open(data_path, 'wb') as f:
-            for path in tqdm(paths, desc='loading (shared)', leave=False):
+            # disable=None: a bar on a terminal only, so logs and pipes stay clean.
+            for path in tqdm(paths, desc='loading (shared)', leave=False, disable=None):
                 rgb = _read_or_none(path, skip_corrupt)
                 index.append(None if rgb is None else (f.tell(), rgb.shape))
                 if rgb is not None:
@@ -245,11 +246,11 @@ class ImageFolder(Dataset):
             else:
                 self.images = [_read_or_none(path, skip_corrupt) for path in
                                tqdm(self.paths, desc=f'loading {os.path.basename(root_path)}',
-                                    leave=False)]
+                                    leave=False, disable=None)]
         elif cache == 'bin':
             self.paths = [self._write_bin(path) for path in
                           tqdm(self.paths, desc=f'caching {os.path.basename(root_path)}',
-                               leave=False)]
+                               leave=False, disable=None)]
 
     def _write_bin(self, path: str) -> str:
         """Decode ``path`` once into ``_bin_<basename>/<stem>.npy``; return the .npy path.

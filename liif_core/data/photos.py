@@ -177,7 +177,27 @@ def fetch_debian_photos(manifest: dict[str, Any], root: str, progress: bool = Tr
             check_sha256(data, im['sha256'], f"{package['package']}:{im['member']}")
             write_photo(data, im['name'], *_dirs(target, im['split']), convert)
         os.remove(deb)  # every photo it holds is written; the package is not needed again
+    link_parts(target, manifest.get('valid_parts', {}))
     return target
+
+
+def link_parts(target: str, parts: dict[str, Any]) -> None:
+    """Make each part of the validation photos (``valid_tune``: ``[names]``) a folder of hard
+    links (copies where links are not possible) to those photos in ``valid/``, so that
+    ``liif test --hr`` and the configs read a part as any folder."""
+    for part, names in parts.items():
+        if part.startswith('_'):  # a comment
+            continue
+        folder = os.path.join(target, part)
+        os.makedirs(folder, exist_ok=True)
+        for name in names:
+            src, dst = os.path.join(target, 'valid', name), os.path.join(folder, name)
+            if os.path.exists(dst):
+                continue
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system, or links not allowed there
+                shutil.copy2(src, dst)
 
 
 def _dirs(target: str, split: str) -> tuple[str, str | None]:

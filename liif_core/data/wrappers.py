@@ -72,6 +72,30 @@ def make_item(inp: torch.Tensor, hr: torch.Tensor, sample_q: int | None) -> Item
     return {'inp': inp, 'coord': coord, 'cell': make_cell(coord, hr.shape[-2:]), 'gt': rgb}
 
 
+def check_sizes(wrapper: str, **sizes: int | None) -> None:
+    """Refuse, in one message, sizes (``inp_size``, ``sample_q``, ...) that are not None or a
+    positive integer: a config's 0 or "48" would otherwise fail deep inside the first batch."""
+    bad = [f'{k} must be a positive integer, got {v!r}' for k, v in sizes.items()
+           if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1)]
+    if bad:
+        raise ValueError(f'{wrapper}: ' + '; '.join(bad))
+
+
+def _random_crop(img: torch.Tensor, side: int) -> torch.Tensor:
+    """A (3, side, side) crop at a corner drawn with Python's ``random`` (official order)."""
+    x0 = random.randint(0, img.shape[-2] - side)  # inclusive bounds
+    y0 = random.randint(0, img.shape[-1] - side)
+    return img[:, x0:x0 + side, y0:y0 + side]
+
+
+def texture(img: torch.Tensor) -> float:
+    """Mean absolute difference between neighbouring pixels of (C, H, W): 0 on a flat crop."""
+    img = img.float()
+    rows = (img[:, 1:] - img[:, :-1]).abs().mean()
+    cols = (img[:, :, 1:] - img[:, :, :-1]).abs().mean()
+    return float(rows + cols)
+
+
 class SRImplicitDownsampled(Dataset):
     """``sr-implicit-downsampled``: LR made from an HR image at a random scale (the LIIF recipe).
 
@@ -82,17 +106,28 @@ class SRImplicitDownsampled(Dataset):
             scale_min (a fixed scale).
         augment: random flips and transpose, applied to LR and HR alike.
         sample_q: number of HR pixels kept as queries (2304 = 48^2 in training); all when None.
+        texture_tries: draw this many crop corners and keep the crop with the most texture
+            (``texture``); 1, the default, draws one corner exactly as the official code.
+            Photos hold large flat areas (sky, walls) where bicubic is already right, so a
+            crop drawn uniformly often teaches little.
     """
 
     def __init__(self, dataset: Dataset, inp_size: int | None = None, scale_min: float = 1,
                  scale_max: float | None = None, augment: bool = False,
-                 sample_q: int | None = None) -> None:
+                 sample_q: int | None = None, texture_tries: int = 1) -> None:
+        check_sizes('sr-implicit-downsampled', inp_size=inp_size, sample_q=sample_q,
+                    texture_tries=texture_tries)
+        scale_max = scale_min if scale_max is None else scale_max
+        if not 0 < scale_min <= scale_max:
+            raise ValueError(f'sr-implicit-downsampled: need 0 < scale_min <= scale_max, got '
+                             f'{scale_min!r}, {scale_max!r}')
         self.dataset = dataset
         self.inp_size = inp_size
         self.scale_min = scale_min
-        self.scale_max = scale_min if scale_max is None else scale_max
+        self.scale_max = scale_max
         self.augment = augment
         self.sample_q = sample_q
+        self.texture_tries = texture_tries
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -112,9 +147,8 @@ class SRImplicitDownsampled(Dataset):
             if w_hr > min(H, W):
                 raise ValueError(f'item {idx}: a {H}x{W} image is smaller than the {w_hr}px '
                                  f'HR crop that scale {s:.3f} needs')
-            x0 = random.randint(0, H - w_hr)  # inclusive bounds
-            y0 = random.randint(0, W - w_hr)
-            hr = img[:, x0:x0 + w_hr, y0:y0 + w_hr]  # (3, w_hr, w_hr)
+            hr = max((_random_crop(img, w_hr) for _ in range(self.texture_tries)),
+                     key=texture)  # (3, w_hr, w_hr); the first of equals, as max keeps
             # int size: a no-op when w_hr == inp_size (torchvision's Resize short-circuit).
             lr = resize_fn(hr, self.inp_size)  # (3, inp_size, inp_size)
         if self.augment:
@@ -136,6 +170,7 @@ class SRImplicitPaired(Dataset):
 
     def __init__(self, dataset: Dataset, inp_size: int | None = None, augment: bool = False,
                  sample_q: int | None = None) -> None:
+        check_sizes('sr-implicit-paired', inp_size=inp_size, sample_q=sample_q)
         self.dataset = dataset
         self.inp_size = inp_size
         self.augment = augment
