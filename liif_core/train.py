@@ -1,8 +1,8 @@
 """Training: the paper's recipe, in one process or several under ``torchrun``.
 
 The config is an official training YAML, read unchanged: ``TrainConfig`` lists its keys (the
-official ones, plus ``num_workers``, ``seed``, ``val_seed`` and ``init`` of ours) and reports every missing or
-unknown key before anything runs.
+official ones, plus ``num_workers``, ``seed``, ``val_seed`` and ``init`` of ours) and reports
+every missing or unknown key before anything runs.
 
 Each epoch trains on the whole training set (Adam, L1 loss on normalised targets), steps the
 MultiStepLR schedule, validates (PSNR, and bicubic's PSNR on the same crops), and writes
@@ -23,8 +23,8 @@ steps, and the DataLoader's workers live as long as the run.
 
 Where this differs from the official script, and why:
 - validation crops come from a fixed seed (``val_seed``, else ``seed``), the same every epoch
-  (the official ones are re-drawn
-  each epoch, adding crop noise to the PSNR curve), and bicubic is scored on them once;
+  (the official ones are re-drawn each epoch, adding crop noise to the PSNR curve), and bicubic
+  is scored on them once;
 - ``epoch-last.pth`` is written after validation, so it also records the best PSNR so far;
 - resuming sets the schedule's epoch instead of stepping it again: the official resume steps a
   new MultiStepLR over an optimizer that already holds the decayed rate, so every milestone
