@@ -133,8 +133,13 @@ def _logged(checkpoint: Path | str, epoch_start: int) -> list[dict[str, Any]]:
     path = Path(checkpoint).parent / 'log.jsonl'
     if not path.is_file():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r.get('epoch', 0) < epoch_start]
+    return [r for r in read_records(path) if r.get('epoch', 0) < epoch_start]
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file a run writes (``log.jsonl``, ``pieces.jsonl``)."""
+    text = Path(path).read_text(encoding='utf-8')
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def gather_rng_states(world_size: int, loader_generator: torch.Generator

@@ -16,7 +16,6 @@ script says so before it starts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from liif_core.bench import cpu_name
+from liif_core.train_state import read_records
 
 CONFIG = 'cpu/train_edsr-baseline-liif-standin-long'
 RUN = 'book/results/standin-long'
@@ -33,8 +33,7 @@ RUN = 'book/results/standin-long'
 def pinned_env(run: Path) -> dict[str, str]:
     """The environment every piece runs with: the first piece's kernel level, one thread."""
     pieces_file = run / 'pieces.jsonl'
-    pieces = ([json.loads(line) for line in pieces_file.read_text().splitlines()]
-              if pieces_file.is_file() else [])
+    pieces = read_records(pieces_file) if pieces_file.is_file() else []
     first = pieces[0] if pieces else {}
     capability = first.get('kernel_env', {}).get('ATEN_CPU_CAPABILITY',
                                                  torch.backends.cpu.get_cpu_capability())

@@ -38,6 +38,7 @@ from liif_core.init import apply_init
 from liif_core.render import BICUBIC
 from liif_core.train import train, validate
 from liif_core.train_config import TrainConfig
+from liif_core.train_state import read_records
 
 CONFIG = 'cpu/train_edsr-baseline-liif-standin-long'
 ARMS = {  # name -> (learning rate, texture_tries, seed); the seed-1 arms measure seed noise
@@ -66,7 +67,7 @@ def run_arm(lr: float, tries: int, seed: int, epochs: int) -> dict:
     try:
         train(arm_config(lr, tries, seed, epochs), save_dir, data_root='data', device='cpu',
               num_workers=0, amp='bf16', progress=False, log=print)
-        log = [json.loads(line) for line in (save_dir / 'log.jsonl').read_text().splitlines()]
+        log = read_records(save_dir / 'log.jsonl')
     finally:
         shutil.rmtree(save_dir)
     return {'lr': lr, 'texture_tries': tries, 'seed': seed, 'log': log,
