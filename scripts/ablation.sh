@@ -22,6 +22,8 @@ JOBS=${ABLATION_JOBS:-2}
 mkdir -p "$OUT"
 
 run_one() {
+  # xargs runs this in a fresh bash: without these, a stopped training would still be scored
+  set -euo pipefail
   local variant=${1%:*} seed=${1#*:}
   local run=$variant-seed$seed save=save/ablation/$variant-seed$seed
   [[ -f $OUT/$run.json ]] && { echo "$run: done ($OUT/$run.json)"; return; }

@@ -1,9 +1,10 @@
 """Save the ablation chapter's side-by-side crops: one 240x240 region of a stand-in validation
 photo, downsampled by 12 and 30 and brought back by each ablation run of seed 0
-(book/results/ablation/crops/<variant>-x<scale>.png, 8-bit PNG). The chapter computes the
-ground truth and bicubic itself from the photo.
+(book/results/ablation/crops/<variant>-x<scale>.png, 8-bit PNG), from the shipped float16
+weights of each run (book/results/ablation/weights/). The chapter computes the ground truth and
+bicubic itself from the photo.
 
-    python scripts/ablation_crops.py      (after scripts/ablation.sh; needs save/ablation/)
+    python scripts/ablation_crops.py      (after scripts/ablation.sh)
 """
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from liif_core.evaluate import load_images, make_test_pair
 from liif_core.render import render
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / 'book' / 'results' / 'ablation' / 'crops'
+RESULTS = ROOT / 'book' / 'results' / 'ablation'
+OUT = RESULTS / 'crops'
 VARIANTS = ('liif', 'liif-c', 'liif-u', 'liif-e', 'liif-d', 'metasr')
 SCALES = (12, 30)
 # The benchmark chapter's region: the first validation photo, rows 500-740, columns 900-1140.
@@ -28,7 +30,7 @@ def main() -> None:
     region = photo[:, TOP:TOP + SIZE, LEFT:LEFT + SIZE]
     OUT.mkdir(parents=True, exist_ok=True)
     for variant in VARIANTS:
-        model = load_model(ROOT / 'save' / 'ablation' / f'{variant}-seed0' / 'epoch-last.pth')
+        model = load_model(RESULTS / 'weights' / f'{variant}-seed0.pth')
         for scale in SCALES:
             lr, hr = make_test_pair(region, scale)
             pred = render(model, lr, hr.shape[-2:]).permute(1, 2, 0)  # (H, W, 3)

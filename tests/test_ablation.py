@@ -3,16 +3,21 @@ still come from the current code.
 
 The chapter reads twelve training logs and sweeps (book/results/ablation/, made by
 scripts/ablation.sh in about 2.5 hours). Here the configs are compared key by key, every
-cached file is checked for what it claims to be, and one run's first epoch is trained again and
-compared with its cached log.
+cached file is checked for what it claims to be, one entry of every variant's seed-0 sweep is
+computed again from the shipped float16 weights it was scored with, and one run's first epoch
+is trained again and compared with its cached log.
 """
 import json
 import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
+from liif_core import load_model
 from liif_core.configs import load_config
+from liif_core.evaluate import evaluate_scales
+from liif_core.pretrained import file_sha256
 from liif_core.report import read_json
 
 from kernel_paths import cached_first_epoch, first_epoch, tolerance
@@ -28,6 +33,11 @@ SWITCHES = {'liif-c': (('cell_decode',), False),
             'liif-d': (('imnet_spec', 'args', 'hidden_list'), [256, 256])}
 VARIANTS = ['liif', *SWITCHES, 'metasr']
 RUNS = [f'{variant}-seed{seed}' for variant in VARIANTS for seed in (0, 1)]
+# variant -> (photo, scale) of the seed-0 sweep entry computed again: one photo per variant,
+# spread over the training scales and beyond
+RECOMPUTED = {'liif': ('Kite.png', 4), 'liif-c': ('Path.png', 2), 'liif-u': ('Grey.png', 6),
+              'liif-e': ('ColdRipple.png', 3), 'liif-d': ('BytheWater.png', 12),
+              'metasr': ('FallenLeaf.png', 30)}
 
 
 def config(variant):
@@ -61,10 +71,35 @@ def test_cached_run_is_complete(run):
     assert [r.scale for r in rows] == SCALES
     assert len(rows[0].names) == 11  # every stand-in validation photo
     command = shlex.split(meta['command'])
-    assert command[command.index('--weights') + 1] == f'save/ablation/{run}/epoch-last.pth'
+    # seed 0 is scored from its shipped float16 weights, seed 1 from its training checkpoint
+    weights = (f'book/results/ablation/weights/{run}.pth' if seed == '0'
+               else f'save/ablation/{run}/epoch-last.pth')
+    assert command[command.index('--weights') + 1] == meta['weights'] == weights
+    if seed == '0':
+        assert meta['weights_sha256'] == file_sha256(ROOT / weights)
     assert command[command.index('--crop') + 1] == '240'
     assert meta['protocol'] == 'div2k'
     assert all(r.psnr is not None and 10 < r.psnr < 60 for r in rows)
+
+
+@pytest.mark.skipif(not (STANDIN / 'valid').is_dir(), reason='needs `liif data fetch standin`')
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_sweep_entry_repeats_from_the_shipped_weights(variant):
+    """Inference from the same weights moves by micro-dBs across kernel paths
+    (tests/kernel_drift.json, the benchmark sweeps); a retrained or re-rounded model would move
+    by tenths."""
+    run = f'{variant}-seed0'
+    rows, meta = read_json(RESULTS / f'{run}.json')
+    photo, scale = RECOMPUTED[variant]
+    row = next(r for r in rows if r.scale == scale)
+    i = row.names.index(photo)
+    torch.set_num_threads(2)
+    model = load_model(ROOT / meta['weights'])
+    assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 in use
+    fresh, = evaluate_scales(model, [STANDIN / 'valid' / photo], [scale], meta['protocol'],
+                             crop=meta['crop'], progress=False)
+    assert fresh.psnr == pytest.approx(row.per_image[i], abs=1e-3)
+    assert fresh.psnr_bicubic == pytest.approx(row.per_image_bicubic[i], abs=1e-4)
 
 
 @pytest.mark.skipif(not (STANDIN / 'train').is_dir(), reason='needs `liif data fetch standin`')
