@@ -30,11 +30,12 @@ def catalog(root: str = DEFAULT_DATA_ROOT) -> dict[str, list[str]]:
     lines = {name: f"{name:20s} {'present' if _present(m, root) else 'absent '}  {m['title']}"
              for name, m in manifests.items()}
     checkpoints = [n for n, m in manifests.items() if m['kind'] == 'checkpoint']
+    width = max(map(len, PRETRAINED)) + 2
 
     return {
         'configs (liif train / liif test CONFIG)': list_configs(),
         'shipped weights (--weights NAME)': [
-            f"{name:28s} {p.summary}" + (' (default)' if name == DEFAULT_MODEL else '')
+            f"{name:{width}s}{p.summary}" + (' (default)' if name == DEFAULT_MODEL else '')
             for name, p in PRETRAINED.items()],
         f'official checkpoints (liif data fetch NAME; --weights NAME), under {root}':
             [lines[n] for n in checkpoints],

@@ -3,9 +3,10 @@
 Each architecture is a small function that only writes the official spec and builds it, so a
 model made here is the one ``make_model`` makes from a checkpoint or a YAML config, with the
 same ``model.spec``. Shipped weights are named by architecture and tag: ``edsr_baseline_liif``
-with tag ``standin`` is the file ``weights/edsr-baseline-liif-standin.pth``, the name that
-``liif upscale --weights`` takes. The official released checkpoints load with ``load_model``,
-or here with ``pretrained=PATH``.
+with tag ``standin-long`` (the default weights) is the file
+``weights/edsr-baseline-liif-standin-long.pth``, the name that ``liif upscale --weights``
+takes. The official released checkpoints load with ``load_model``, or here with
+``pretrained=PATH``.
 
 Book: chapter 6 ("Encoders") builds the two encoders; chapter 10 the MetaSR baseline.
 """
@@ -89,7 +90,7 @@ def create_model(name: str, pretrained: str | os.PathLike | None = None,
 
     Args:
         name: one of ``list_models()``.
-        pretrained: None (fresh weights), the tag of shipped weights ('standin'), or a
+        pretrained: None (fresh weights), the tag of shipped weights ('standin-long'), or a
             checkpoint file of this architecture (e.g. the official ``rdn-liif.pth``).
         kwargs: the architecture's switches, e.g. ``cell_decode=False``.
 
@@ -97,7 +98,7 @@ def create_model(name: str, pretrained: str | os.PathLike | None = None,
         the model; with weights, in eval mode, on the CPU.
 
     Example:
-        >>> model = create_model('edsr_baseline_liif', pretrained='standin')
+        >>> model = create_model('edsr_baseline_liif', pretrained='standin-long')
         >>> fresh = create_model('rdn_liif', cell_decode=False)
     """
     if name not in ARCHITECTURES:

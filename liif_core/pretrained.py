@@ -2,14 +2,16 @@
 
 No pretrained weights can be downloaded at run time, so the package carries its own: an
 EDSR-baseline-LIIF (the paper's model, unchanged, in the official checkpoint layout) trained on
-a 2-core CPU on the stand-in photos (``liif data fetch standin``). It beats bicubic upsampling
-but is far from the paper's DIV2K-trained model; the README's model card says how it was trained
-and what it scores. The official released checkpoints load with ``load_model`` as they are.
+a CPU on the stand-in photos (``liif data fetch standin``), the default, and the shorter run it
+continued, kept for comparison. They beat bicubic upsampling but are far from the paper's
+DIV2K-trained model; the README's model card says how they were trained and what they score.
+The official released checkpoints load with ``load_model`` as they are.
 
 Each entry is pinned by sha256, checked on every load, so a damaged or replaced file is refused
-rather than silently used. To ship a new training run (after ``liif train``)::
+rather than silently used. To ship a new training run (after ``liif train``), add its entry
+and run::
 
-    python -m liif_core.pretrained save/ship/epoch-last.pth
+    python -m liif_core.pretrained save/ship/epoch-last.pth --name NAME
 
 which writes the weights without the optimizer state next to this module, copies the run's
 ``log.jsonl`` beside them and prints the sha256 to put in ``PRETRAINED``.
@@ -59,9 +61,15 @@ PRETRAINED = {p.name: p for p in [
         name='edsr-baseline-liif-standin',
         sha256='af171d1cc0f9160ba653ab219ed063e5fa6b810227eb5797727ffea523ec24c2',
         config='cpu/train_edsr-baseline-liif-standin',
-        summary='EDSR-baseline-LIIF trained on the 27 stand-in photos on a 2-core CPU'),
+        summary='EDSR-baseline-LIIF trained on the 27 stand-in photos on a 2-core CPU '
+                '(1,360 steps; the default until the long run continued it)'),
+    Pretrained(
+        name='edsr-baseline-liif-standin-long',
+        sha256='69d2667387bc0b3a06fa57fd868ac5bbca3a0fe7763f95a1b30e4cd918da08fb',
+        config='cpu/train_edsr-baseline-liif-standin-long',
+        summary='edsr-baseline-liif-standin continued for 13,600 steps on one CPU thread'),
 ]}
-DEFAULT_MODEL = 'edsr-baseline-liif-standin'
+DEFAULT_MODEL = 'edsr-baseline-liif-standin-long'
 
 
 def get_pretrained(name: str = DEFAULT_MODEL) -> Pretrained:

@@ -2,10 +2,13 @@
 
     python scripts/long_run.py --minutes 150 [--run book/results/standin-long]
 
-The run folder is tracked in git: ``epoch-last.pth`` (the full training state, overwritten by
-each piece), ``log.jsonl``, ``pieces.jsonl`` and ``config.yaml``. A piece trains until the last
-epoch that fits in ``--minutes`` (``liif train --time-limit``), so that it ends with its state
-saved and can be committed; the next piece resumes it bit for bit on the same kind of CPU.
+The run folder is tracked in git while the run goes on: ``epoch-last.pth`` (the full training
+state, overwritten by each piece), ``log.jsonl``, ``pieces.jsonl`` and ``config.yaml``. A piece
+trains until the last epoch that fits in ``--minutes`` (``liif train --time-limit``), so that it
+ends with its state saved and can be committed; the next piece resumes it bit for bit on the
+same kind of CPU. When the last epoch is done, the weights ship
+(``python -m liif_core.pretrained RUN/epoch-last.pth --name NAME``) and the training state
+leaves the repository; the log, the pieces and the config stay.
 
 Float results depend on the thread count and on the CPU kernels torch picks, so every piece
 runs on one thread, bfloat16 autocast and the ATen kernel level of the run's first piece

@@ -293,8 +293,11 @@ def test_list(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith('configs (liif train / liif test CONFIG):\n  cpu/ablation/')
     assert '\n  test/test-div2k-4\n' in out and '\n  train-div2k/train_rdn-liif\n' in out
-    assert ('shipped weights (--weights NAME):\n  edsr-baseline-liif-standin   EDSR-baseline-LIIF '
-            'trained on the 27 stand-in photos on a 2-core CPU (default)\n') in out
+    assert ('shipped weights (--weights NAME):\n'
+            '  edsr-baseline-liif-standin       EDSR-baseline-LIIF trained on the 27 stand-in '
+            'photos on a 2-core CPU (1,360 steps; the default until the long run continued it)\n'
+            '  edsr-baseline-liif-standin-long  edsr-baseline-liif-standin continued for 13,600 '
+            'steps on one CPU thread (default)\n') in out
     assert f'official checkpoints (liif data fetch NAME; --weights NAME), under {tmp_path}:' in out
     assert '\n  edsr-baseline-liif   absent   The official EDSR-baseline-LIIF' in out
     assert '\n  rdn-liif             present  The official RDN-LIIF' in out

@@ -220,8 +220,10 @@ def test_architectures_are_the_official_specs():
 
 
 def test_create_model_with_weights(reference_ckpt_path):
-    shipped = create_model('edsr_baseline_liif', pretrained='standin')
+    shipped = create_model('edsr_baseline_liif', pretrained='standin-long')
     assert not shipped.training
+    first = create_model('edsr_baseline_liif', pretrained='standin')  # the weights it continued
+    assert not torch.equal(first.imnet.linears[0].weight, shipped.imnet.linears[0].weight)
     official = create_model('edsr_baseline_liif', pretrained=reference_ckpt_path)
     assert torch.equal(official.imnet.linears[0].weight,
                        load_model(reference_ckpt_path).imnet.linears[0].weight)
