@@ -67,35 +67,44 @@ def cached_first_epoch() -> dict[str, float]:
     return {k: line[k] for k in FIRST_EPOCH_KEYS}
 
 
-def _sweep_row(file: str):
+def cached_entry(sweep: Path, image: str, scale) -> dict[str, float]:
+    """One photo's cached numbers at one scale of the sweep file ``sweep``."""
     from liif_core.report import read_json
-    rows, meta = read_json(RESULTS / file)
-    name, scale = SWEEP_CHECKS[file]
+    rows, _ = read_json(sweep)
     row = next(r for r in rows if r.scale == scale)
-    return row, row.names.index(name), meta
-
-
-def cached_sweep_entry(file: str) -> dict[str, float]:
-    row, i, _ = _sweep_row(file)
+    i = row.names.index(image)
     return {'psnr': row.per_image[i], 'psnr_bicubic': row.per_image_bicubic[i]}
 
 
-def sweep_entry(file: str) -> dict[str, float]:
-    """One entry of a cached sweep, computed again on two threads by the command that made it."""
+def recomputed_entry(sweep: Path, image: str, scale) -> dict[str, float]:
+    """The same entry computed again on two threads, by the command and weights recorded in
+    the sweep file (a shipped name, or a file under the project root)."""
     import shlex
 
     import torch
 
     from liif_core.evaluate import evaluate_scales
     from liif_core.pretrained import resolve_model
+    from liif_core.report import read_json
 
-    row, i, meta = _sweep_row(file)
+    _, meta = read_json(sweep)
     words = shlex.split(meta['command'])
-    image = ROOT / words[words.index('--hr') + 1] / row.names[i]
+    weights = ROOT / meta['weights']
     torch.set_num_threads(2)
-    fresh, = evaluate_scales(resolve_model(meta['weights']), [image], [row.scale],
-                             meta['protocol'], crop=meta['crop'], progress=False)
+    fresh, = evaluate_scales(
+        resolve_model(weights if weights.is_file() else meta['weights']),
+        [ROOT / words[words.index('--hr') + 1] / image], [scale], meta['protocol'],
+        crop=meta['crop'], progress=False)
     return {'psnr': fresh.psnr, 'psnr_bicubic': fresh.psnr_bicubic}
+
+
+def cached_sweep_entry(file: str) -> dict[str, float]:
+    return cached_entry(RESULTS / file, *SWEEP_CHECKS[file])
+
+
+def sweep_entry(file: str) -> dict[str, float]:
+    """One entry of a cached sweep, computed again by the command that made it."""
+    return recomputed_entry(RESULTS / file, *SWEEP_CHECKS[file])
 
 
 def tolerance(check: str, key: str, floor: float) -> float:

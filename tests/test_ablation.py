@@ -16,11 +16,11 @@ import torch
 
 from liif_core import load_model
 from liif_core.configs import load_config
-from liif_core.evaluate import evaluate_scales
 from liif_core.pretrained import file_sha256
 from liif_core.report import read_json
 
-from kernel_paths import cached_first_epoch, first_epoch, tolerance
+from kernel_paths import (cached_entry, cached_first_epoch, first_epoch, recomputed_entry,
+                          tolerance)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'book' / 'results' / 'ablation'
@@ -88,18 +88,14 @@ def test_sweep_entry_repeats_from_the_shipped_weights(variant):
     """Inference from the same weights moves by micro-dBs across kernel paths
     (tests/kernel_drift.json, the benchmark sweeps); a retrained or re-rounded model would move
     by tenths."""
-    run = f'{variant}-seed0'
-    rows, meta = read_json(RESULTS / f'{run}.json')
-    photo, scale = RECOMPUTED[variant]
-    row = next(r for r in rows if r.scale == scale)
-    i = row.names.index(photo)
-    torch.set_num_threads(2)
+    sweep = RESULTS / f'{variant}-seed0.json'
+    _, meta = read_json(sweep)
     model = load_model(ROOT / meta['weights'])
     assert next(model.parameters()).dtype == torch.float32  # float16 on disk, float32 in use
-    fresh, = evaluate_scales(model, [STANDIN / 'valid' / photo], [scale], meta['protocol'],
-                             crop=meta['crop'], progress=False)
-    assert fresh.psnr == pytest.approx(row.per_image[i], abs=1e-3)
-    assert fresh.psnr_bicubic == pytest.approx(row.per_image_bicubic[i], abs=1e-4)
+    fresh = recomputed_entry(sweep, *RECOMPUTED[variant])
+    cached = cached_entry(sweep, *RECOMPUTED[variant])
+    assert fresh['psnr'] == pytest.approx(cached['psnr'], abs=1e-3)
+    assert fresh['psnr_bicubic'] == pytest.approx(cached['psnr_bicubic'], abs=1e-4)
 
 
 @pytest.mark.skipif(not (STANDIN / 'train').is_dir(), reason='needs `liif data fetch standin`')
