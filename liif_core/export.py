@@ -107,8 +107,8 @@ class DecoderGraph(nn.Module):
         # The shifts of ensemble_offsets, d * (2 / n / 2) + eps, in double and rounded once.
         offsets = (self.shifts * (2 / n / 2) + self.eps_shift).to(torch.float32)  # (T, 2)
         shifted = clamp_inside(coord.unsqueeze(1) + offsets)  # (Q, T, 2)
-        # grid_sample's nearest index; only a size near 2^20 could round a clamped query past
-        # the last code, which the clamp keeps on it.
+        # grid_sample's nearest index. A clamped query stays several float32 steps inside the
+        # first and last codes, so the bounds never bite: they only keep every gather in the table.
         index = ((shifted + 1) * (n / 2).to(torch.float32) - 0.5).round()  # (Q, T, 2)
         index = torch.minimum(index.clamp(min=0), (n - 1).to(torch.float32))
         # make_coord's centre of that code: fl32(2r) * i + fl32(-1 + r), r = 1 / n in double.

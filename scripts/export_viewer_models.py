@@ -22,14 +22,14 @@ def export_viewer_models(out_dir: str | Path = VIEWER_MODELS) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     info = export_viewer_models(argv[0] if argv else VIEWER_MODELS)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     for key in [*GRAPHS, 'model_json']:
         path = Path(info['paths'][key])
-        print(f'{path}  {path.stat().st_size / 1e6:.2f} MB')
-    print(f"{info['name']} exported in {seconds:.1f} s (torch {info['torch']}, "
-          f"opset {info['opset']})")
+        print(f'{path}  {path.stat().st_size:,} bytes')
+    print(f"{info['name']} exported in {seconds:.1f} s ({cpu:.1f} s of CPU; torch "
+          f"{info['torch']}, opset {info['opset']})")
     return 0
 
 
