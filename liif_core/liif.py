@@ -108,7 +108,10 @@ class LIIF(nn.Module):
         The bias is folded in here too. Rows are ordered (b, i, j) for gathering.
         """
         first = self.imnet.linears[0]
-        B, C, h, w = feat.shape
+        B, _, h, w = feat.shape
+        # C from the model, not the map: a traced graph (ONNX export) then has a kernel of
+        # known shape.
+        C = self.encoder.out_dim
         k = 3 if self.feat_unfold else 1
         kernel = first.weight[:, :C * k * k].reshape(-1, C, k, k)  # (D, C, k, k)
         proj = F.conv2d(feat, kernel, first.bias, padding=k // 2)  # (B, D, h, w)
