@@ -5,7 +5,6 @@ the official checkpoints and the datasets, each with whether it is present under
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 from .configs import list_configs
@@ -42,16 +41,3 @@ def catalog(root: str = DEFAULT_DATA_ROOT) -> dict[str, list[str]]:
         f'datasets (liif data fetch NAME), under {root}':
             [line for n, line in lines.items() if n not in checkpoints],
     }
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
-                        help='where to look for fetched datasets and checkpoints '
-                             '(default: %(default)s)')
-
-
-def run(args: argparse.Namespace) -> int:
-    for title, lines in catalog(args.data_root).items():
-        print(f'{title}:')
-        print('\n'.join(f'  {line}' for line in lines))
-    return 0

@@ -9,22 +9,17 @@ The official released checkpoints load with ``load_model`` as they are.
 
 Each entry is pinned by sha256, checked on every load, so a damaged or replaced file is refused
 rather than silently used. To ship a new training run (after ``liif train``), add its entry
-and run::
-
-    python -m liif_core.pretrained save/ship/epoch-last.pth --name NAME
-
-which writes the weights without the optimizer state next to this module, copies the run's
-``log.jsonl`` beside them and prints the sha256 to put in ``PRETRAINED``.
+and call ``ship('save/ship/epoch-last.pth', NAME)``, which writes the weights without the
+optimizer state next to this module, copies the run's ``log.jsonl`` beside them and returns the
+sha256 to put in ``PRETRAINED``.
 
 Book: chapter 8, "Training", and chapter 9, "Benchmark".
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +138,7 @@ def resolve_model(weights: str | os.PathLike | None, map_location: Any = 'cpu',
     return load_model(resolve_weights(weights, data_root), map_location=map_location)
 
 
-def export(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
+def ship(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
     """Write a training checkpoint as shipped weights ``name`` (model and epoch only) with the
     run's log beside it; returns the new file's sha256 for ``PRETRAINED``."""
     import torch  # only here: reading the full training checkpoint
@@ -158,18 +153,3 @@ def export(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
     if log.is_file():
         shutil.copyfile(log, entry.log_path)
     return file_sha256(entry.path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m liif_core.pretrained',
-                                     description='ship a training checkpoint as pretrained weights')
-    parser.add_argument('checkpoint', help="a checkpoint written by 'liif train'")
-    parser.add_argument('--name', default=DEFAULT_MODEL, choices=sorted(PRETRAINED))
-    args = parser.parse_args(argv)
-    digest = export(args.checkpoint, args.name)
-    print(f'{get_pretrained(args.name).path}\nsha256 {digest}')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

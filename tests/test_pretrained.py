@@ -89,7 +89,7 @@ def test_export_strips_the_optimizer_and_copies_the_log(tmp_path, monkeypatch):
                optimizer={'name': 'adam', 'args': {'lr': 1e-4}, 'sd': {'state': {}}})
     (run / 'log.jsonl').write_text(json.dumps({'epoch': 7}) + '\n')
     monkeypatch.setattr(pretrained, 'WEIGHTS_DIR', tmp_path / 'weights')
-    digest = pretrained.export(run / 'epoch-last.pth')
+    digest = pretrained.ship(run / 'epoch-last.pth')
     entry = get_pretrained()
     assert digest == file_sha256(entry.path)
     ckpt = torch.load(entry.path, weights_only=True)

@@ -20,7 +20,6 @@ them. Where no checksum is published, the sha256 of the first download is record
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tarfile
@@ -174,29 +173,3 @@ def fetch(name: str, root: str = DEFAULT_DATA_ROOT, progress: bool = True) -> st
     if manifest.get('kind') not in kinds:
         raise ValueError(f"manifest {name!r} has unknown kind {manifest.get('kind')!r}")
     return kinds[manifest['kind']](manifest, root, progress=progress)
-
-
-# ----------------------------------------------------------------------------------------------
-# `liif data`
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest='action', metavar='ACTION', required=True)
-    p = sub.add_parser('fetch', help='download (or copy) a dataset or an official checkpoint '
-                                     'under the data root')
-    p.add_argument('names', nargs='+', metavar='NAME',
-                   help=f"one of: {', '.join(manifest_names())}")
-    p.add_argument('--root', default=DEFAULT_DATA_ROOT,
-                   help='data root; pass the same to `liif train/test --data-root` '
-                        '(default: %(default)s)')
-    sub.add_parser('list', help='the datasets and checkpoints `fetch` knows')
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == 'list':
-        for name in manifest_names():
-            print(f"{name:18s} {load_manifest(name)['title']}")
-        return 0
-    for name in args.names:
-        folder = fetch(name, args.root, progress=args.progress)
-        print(f'{name}: ready in {folder}')
-    return 0
