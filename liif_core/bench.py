@@ -42,7 +42,7 @@ from .device import cpu_name  # noqa: F401  (its old home; the book imports it f
 from .liif import LIIF, batched_predict
 from .models import liif_spec
 from .registry import make_model
-from .render import precision
+from .render import data_norm_of, denormalise, normalise, precision
 from .sampling import ensemble_offsets
 from .upscale import upscale
 
@@ -121,9 +121,10 @@ def _official(model: LIIF, lr: torch.Tensor, scale: int, bsize: int, fast: bool 
     (3, H, W) in [0, 1]."""
     H = W = lr.shape[1] * scale
     coord = make_coord((H, W), device=lr.device).unsqueeze(0)  # (1, H*W, 2)
-    pred = batched_predict(model, (lr.unsqueeze(0) - 0.5) / 0.5, coord, make_cell(coord, (H, W)),
-                           bsize, fast=fast)  # (1, H*W, 3)
-    return (pred[0].float() * 0.5 + 0.5).clamp_(0, 1).t().reshape(3, H, W)
+    data_norm = data_norm_of(model)
+    pred = batched_predict(model, normalise(lr.unsqueeze(0), data_norm), coord,
+                           make_cell(coord, (H, W)), bsize, fast=fast)  # (1, H*W, 3)
+    return denormalise(pred, data_norm)[0].t().reshape(3, H, W)
 
 
 def _with_threads(threads: int, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from .data.folders import read_rgb, to_tensor
 from .metrics import calc_psnr, calc_ssim
-from .render import BICUBIC, PAPER_DATA_NORM, Predictor, predict, render
+from .render import BICUBIC, MODEL_DATA_NORM, Predictor, predict, render
 from .report import Scale, ScaleRow, scale_label
 from .resize import resize_fn
 
@@ -63,7 +63,7 @@ def _model_device(model: Predictor) -> torch.device:
 
 
 def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None = None,
-             eval_bsize: int | None = None, data_norm: dict | None = PAPER_DATA_NORM,
+             eval_bsize: int | None = None, data_norm: dict | str | None = MODEL_DATA_NORM,
              progress: bool = True) -> EvalResult:
     """The official ``eval_psnr`` over a dataset of {'inp', 'coord', 'cell', 'gt'}.
 
@@ -73,7 +73,8 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
         eval_type: None (RGB PSNR over the sampled points), ``'div2k-N'`` or
             ``'benchmark-N'`` (reshaped to images, borders shaved).
         eval_bsize: queries per chunk (30000 in the test configs), or None for one pass.
-        data_norm: the config's ``data_norm``; None means none (the official default).
+        data_norm: the config's ``data_norm``; None means none (the official default); default:
+            the model's own (``render.data_norm_of``).
         progress: show a progress bar.
 
     Returns:
@@ -180,7 +181,7 @@ def load_images(source: str | os.PathLike | Iterable[Any], first_k: int | None =
 def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iterable[Any],
                     scales: Sequence[Scale] = PAPER_SCALES, protocol: str = 'div2k',
                     bicubic: bool = True, eval_bsize: int | str | None = 'auto',
-                    data_norm: dict | None = PAPER_DATA_NORM, first_k: int | None = None,
+                    data_norm: dict | str | None = MODEL_DATA_NORM, first_k: int | None = None,
                     crop: int | None = None, progress: bool = True) -> list[ScaleRow]:
     """PSNR and SSIM of the model (and of bicubic) at every scale, on LR inputs made from HR
     images.
@@ -200,7 +201,7 @@ def evaluate_scales(model: nn.Module | None, hr_images: str | os.PathLike | Iter
         protocol: 'div2k' (RGB, shave s + 6) or 'benchmark' (Y, shave s).
         bicubic: also score bicubic upsampling on the same crops.
         eval_bsize: queries per chunk; 'auto': what suits the device (``render``'s bsize).
-        data_norm: normalisation the model was trained with.
+        data_norm: normalisation the model was trained with; default: the model's own.
         first_k, crop: see ``load_images``.
         progress: show a progress bar.
 

@@ -163,7 +163,8 @@ def save(state: TrainState, cfg: TrainConfig, save_dir: Path, epoch: int,
     is_best = record.get('val_psnr', -math.inf) > state.best_val
     state.best_val = max(state.best_val, record.get('val_psnr', -math.inf))
     extra = {'optimizer': {**cfg.optimizer, 'sd': state.optimizer.state_dict()},
-             'epoch': epoch, 'rng': rng, 'best_val_psnr': state.best_val, 'log': state.log}
+             'epoch': epoch, 'rng': rng, 'best_val_psnr': state.best_val, 'log': state.log,
+             'data_norm': cfg.data_norm}
     if state.scaler is not None:
         extra['grad_scaler'] = state.scaler.state_dict()
     save_model(state.model, save_dir / 'epoch-last.pth', **extra)

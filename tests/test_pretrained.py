@@ -11,6 +11,7 @@ from liif_core.configs import load_config
 from liif_core.pretrained import (DEFAULT_MODEL, PRETRAINED, file_sha256, get_pretrained,
                                   load_pretrained, resolve_model, training_log)
 import liif_core.pretrained as pretrained
+from liif_core.render import NO_DATA_NORM
 
 
 def test_every_shipped_file_matches_its_pinned_sha256():
@@ -85,7 +86,7 @@ def test_export_strips_the_optimizer_and_copies_the_log(tmp_path, monkeypatch):
     run.mkdir()
     model = load_pretrained()
     from liif_core.checkpoint import save_model
-    save_model(model, run / 'epoch-last.pth', epoch=7,
+    save_model(model, run / 'epoch-last.pth', epoch=7, data_norm=NO_DATA_NORM,
                optimizer={'name': 'adam', 'args': {'lr': 1e-4}, 'sd': {'state': {}}})
     (run / 'log.jsonl').write_text(json.dumps({'epoch': 7}) + '\n')
     monkeypatch.setattr(pretrained, 'WEIGHTS_DIR', tmp_path / 'weights')
@@ -93,7 +94,8 @@ def test_export_strips_the_optimizer_and_copies_the_log(tmp_path, monkeypatch):
     entry = get_pretrained()
     assert digest == file_sha256(entry.path)
     ckpt = torch.load(entry.path, weights_only=True)
-    assert set(ckpt) == {'model', 'epoch'} and ckpt['epoch'] == 7
+    assert set(ckpt) == {'model', 'epoch', 'data_norm'} and ckpt['epoch'] == 7
+    assert ckpt['data_norm'] == NO_DATA_NORM  # the run's normalisation travels with it
     assert entry.log_path.read_text() == '{"epoch": 7}\n'
     load_model(entry.path)
 

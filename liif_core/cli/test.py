@@ -20,7 +20,7 @@ from ..data.specs import DEFAULT_DATA_ROOT
 from ..device import resolve_device
 from ..evaluate import EvalResult, evaluate, evaluate_scales, parse_eval_type
 from ..pretrained import DEFAULT_MODEL, file_sha256, resolve_weights
-from ..render import BICUBIC, EVAL_BSIZE, PAPER_DATA_NORM
+from ..render import BICUBIC, EVAL_BSIZE, MODEL_DATA_NORM
 from ..report import Scale, format_table, write_csv, write_json
 from .common import add_device_argument, add_threads_argument
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     rows = evaluate_scales(model, hr, scales, protocol,
                            bicubic=not args.no_bicubic, eval_bsize=args.eval_bsize or 'auto',
-                           data_norm=(config or {}).get('data_norm', PAPER_DATA_NORM),
+                           data_norm=(config or {}).get('data_norm', MODEL_DATA_NORM),
                            first_k=args.first_k, crop=args.crop, progress=args.progress)
     about = (f'protocol {protocol}, {len(rows[0].names)} images'
              + (f', crop {args.crop}' if args.crop else '') + f', weights {weights}')
