@@ -71,6 +71,17 @@ def test_resolve_model_names_paths_and_default(tmp_path):
         get_pretrained('edsr')
 
 
+def test_old_names_still_work_in_python(recwarn):
+    assert DEFAULT_MODEL == 'edsr_baseline_liif.standin_long'
+    for old, new in pretrained.OLD_NAMES.items():
+        assert pretrained.renamed(old) == new
+    assert get_pretrained('edsr-baseline-liif-standin') == PRETRAINED['edsr_baseline_liif.standin']
+    assert training_log('edsr-baseline-liif-standin-long') == training_log()
+    assert resolve_model('edsr-baseline-liif-standin').spec == load_pretrained().spec
+    assert pretrained.renamed(DEFAULT_MODEL) is None
+    assert len(recwarn) == 0  # the book builds with warnings as errors
+
+
 def test_upscale_without_a_model_uses_the_shipped_weights():
     torch.set_num_threads(2)
     torch.manual_seed(0)

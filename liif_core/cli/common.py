@@ -1,5 +1,6 @@
 """What every command shares: the options ``--no-progress``, ``--debug``, ``--device`` and
-``--threads``, notes on stderr, and the signals that stop a command cleanly."""
+``--threads``, notes on stderr, weights by their old names, and the signals that stop a command
+cleanly."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,12 @@ import contextlib
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Iterator
 
 from tqdm import tqdm
+
+from ..pretrained import renamed
 
 
 class Stopped(BaseException):
@@ -74,3 +78,13 @@ def add_threads_argument(parser: argparse.ArgumentParser, help: str | None = Non
 def say(command: str, message: str) -> None:
     """A note on stderr, printed above a progress bar if one is showing."""
     tqdm.write(f'liif {command}: note: {message}', file=sys.stderr)
+
+
+def current_name(command: str, name: str | None) -> str | None:
+    """``name`` (weights, or what ``liif data fetch`` takes), or, when it is an old name of
+    weights, their current one, after a note on stderr naming it."""
+    new = None if name is None or Path(name).exists() else renamed(name)
+    if new is None:
+        return name
+    say(command, f'{name!r} is now named {new!r}')
+    return new

@@ -22,7 +22,7 @@ from ..evaluate import EvalResult, evaluate, evaluate_scales, parse_eval_type
 from ..pretrained import DEFAULT_MODEL, file_sha256, resolve_weights
 from ..render import BICUBIC, EVAL_BSIZE, MODEL_DATA_NORM
 from ..report import Scale, format_table, write_csv, write_json
-from .common import add_device_argument, add_threads_argument
+from .common import add_device_argument, add_threads_argument, current_name
 
 HELP = 'evaluate weights (PSNR, SSIM): an official test config or a scale sweep'
 
@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if scales is not None and args.hr is None and config is None:
         raise ValueError('a sweep needs HR images: give a test config or --hr FOLDER')
     # The weights last: every mistake above is reported before a large checkpoint is read.
-    weights = args.weights or DEFAULT_MODEL
-    weights_file = resolve_weights(args.weights, args.data_root)
+    weights = current_name('test', args.weights) or DEFAULT_MODEL
+    weights_file = resolve_weights(weights, args.data_root)
     model = load_model(weights_file, map_location=device)
     if scales is None:
         return _run_config(model, config, args)

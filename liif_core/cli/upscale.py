@@ -16,7 +16,7 @@ from ..liif import LIIF
 from ..pretrained import DEFAULT_MODEL, resolve_model
 from ..render import DTYPES, precision
 from ..upscale import check_model, plan_file, write_file
-from .common import add_device_argument, say
+from .common import add_device_argument, current_name, say
 
 HELP = 'upscale an image, several, or a folder, to any size or scale'
 
@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument('--size', metavar='HxW', help='exact output size, height first, '
                                                       'e.g. 1080x1920')
     parser.add_argument('--weights', metavar='PATH',
-                        help='a LIIF checkpoint (.pth) or the name of shipped weights (default: '
-                             f'{DEFAULT_MODEL}, trained on stand-in photos)')
+                        help='a LIIF checkpoint (.pth) or the name of weights (`liif list`; '
+                             f'default: {DEFAULT_MODEL}, trained on stand-in photos)')
     add_device_argument(parser, "where to decode, e.g. 'cpu', 'cuda' (default: cuda if available)")
     parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32',
                         help='precision of the model (default float32; float16 only where the '
@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f'{in_path} would be overwritten by its own result; choose another '
                              'output, or pass --overwrite')
         job = plan_file(in_path, out_path, size, scale, args.quality, not args.no_limits)
-    model = check_model(resolve_model(args.weights, map_location=device))
+    weights = current_name('upscale', args.weights)
+    model = check_model(resolve_model(weights, map_location=device))
     if job is None:
         return _run_batch(pairs, model, device, size, scale, args)
     write_file(job, model, device, args.tile, args.encoder_tile, progress=args.progress,

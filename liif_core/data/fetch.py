@@ -10,7 +10,7 @@ where its files come from, their checksums and how they unpack. Files land under
     data/standin/train/  data/standin/valid/  data/standin/valid_LR_bicubic/X2/  (standin)
     data/samples/HR/     data/samples/LR_bicubic/X2/                   (samples)
     data/weights/edsr-baseline-liif.pth   data/weights/rdn-liif.pth   (the official checkpoints,
-                                           found by ``--weights edsr-baseline-liif``)
+                             ``--weights edsr_baseline_liif.div2k``, ``--weights rdn_liif.div2k``)
 
 Downloads go to ``<file>.part`` and are renamed only once complete and verified, so a killed
 download never looks finished; running the command again resumes the ``.part`` with an HTTP
@@ -146,20 +146,22 @@ def checkpoint_names() -> list[str]:
     return [n for n in manifest_names() if load_manifest(n)['kind'] == 'checkpoint']
 
 
-def checkpoint_path(name: str, root: str = DEFAULT_DATA_ROOT) -> str:
-    """Where ``liif data fetch NAME`` puts the official checkpoint ``name``, after checking that
-    it is there and still has the sha256 recorded when it was downloaded."""
+def checkpoint_path(name: str, root: str = DEFAULT_DATA_ROOT, fetch_as: str | None = None
+                    ) -> str:
+    """Where ``liif data fetch`` puts the official checkpoint of the manifest ``name``, after
+    checking that it is there and still has the sha256 recorded when it was downloaded;
+    ``fetch_as``: the name the hints tell the user to fetch it by (default ``name``)."""
     manifest = load_manifest(name)
     entry = manifest['files'][0]
     path = os.path.join(root, manifest['target'], entry['filename'])
     if not os.path.isfile(path):
         raise FetchError(f'{path}: the official checkpoint {name!r} is not downloaded; run '
-                         f'`liif data fetch {name}`' + ('' if root == DEFAULT_DATA_ROOT
+                         f'`liif data fetch {fetch_as or name}`' + ('' if root == DEFAULT_DATA_ROOT
                                                          else f' --root {root}'))
     expected = entry.get('sha256') or read_lock(root).get(entry['filename'])
     if expected is not None and file_digest(path, 'sha256') != expected:
         raise FetchError(f'{path}: sha256 differs from the one recorded at download '
-                         f'({expected}); delete it and run `liif data fetch {name}` again')
+                         f'({expected}); delete it and run `liif data fetch {fetch_as or name}` again')
     return path
 
 
