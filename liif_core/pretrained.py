@@ -7,6 +7,10 @@ continued, kept for comparison. They beat bicubic upsampling but are far from th
 DIV2K-trained model; the README's model card says how they were trained and what they score.
 The official released checkpoints load with ``load_model`` as they are.
 
+Weights are named ``architecture.tag``, as in timm: ``edsr_baseline_liif.standin_long`` (the
+default), ``edsr_baseline_liif.standin``, and the official ``edsr_baseline_liif.div2k`` and
+``rdn_liif.div2k`` once ``liif data fetch`` has them. Their old names (``OLD_NAMES``) still work.
+
 Each entry is pinned by sha256, checked on every load, so a damaged or replaced file is refused
 rather than silently used. To ship a new training run (after ``liif train``), add its entry
 and call ``ship('save/ship/epoch-last.pth', NAME)``, which writes the weights without the

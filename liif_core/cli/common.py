@@ -13,6 +13,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
+from ..data.specs import DEFAULT_DATA_ROOT
 from ..pretrained import renamed
 
 
@@ -66,6 +67,14 @@ def add_device_argument(parser: argparse.ArgumentParser, help: str,
                         default: str | None = None) -> None:
     """``--device``, checked by ``liif_core.cli.main`` before the command runs."""
     parser.add_argument('--device', default=default, help=help)
+
+
+def add_data_root_argument(parser: argparse.ArgumentParser) -> None:
+    """``--data-root`` of the commands that read configs (``liif train``, ``liif test``)."""
+    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
+                        help="where the config's ./load/... data paths point (default: "
+                             "%(default)s, where `liif data fetch` puts them; `load` for the "
+                             'official layout)')
 
 
 def add_threads_argument(parser: argparse.ArgumentParser, help: str | None = None) -> None:

@@ -16,13 +16,12 @@ from .. import __version__
 from ..checkpoint import load_model
 from ..configs import load_config
 from ..data import make_data, with_data_root
-from ..data.specs import DEFAULT_DATA_ROOT
 from ..device import resolve_device
 from ..evaluate import EvalResult, evaluate, evaluate_scales, parse_eval_type
 from ..pretrained import DEFAULT_MODEL, file_sha256, resolve_weights
 from ..render import BICUBIC, EVAL_BSIZE, MODEL_DATA_NORM
 from ..report import Scale, format_table, write_csv, write_json
-from .common import add_device_argument, add_threads_argument, current_name
+from .common import add_data_root_argument, add_device_argument, add_threads_argument, current_name
 
 HELP = 'evaluate weights (PSNR, SSIM): an official test config or a scale sweep'
 
@@ -48,9 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         'packaged name); with --scales it only supplies the HR images')
     parser.add_argument('--weights', help='a checkpoint (.pth) or the name of shipped weights '
                         '(default: the shipped model)')
-    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
-                        help="where the config's ./load/... data paths point (default: %(default)s, "
-                             'where `liif data fetch` puts them; `load` for the official layout)')
+    add_data_root_argument(parser)
     parser.add_argument('--scales', help='run a sweep instead: e.g. 2,3,4,6,12,18,24,30 '
                         '(non-integer and per-axis ROWxCOL scales allowed)')
     parser.add_argument('--hr', help='folder of HR images for the sweep (instead of CONFIG)')

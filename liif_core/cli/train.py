@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..configs import load_config
-from ..data.specs import DEFAULT_DATA_ROOT
 from ..launch import AMP_DTYPES, distributed_env
 from ..train import train
-from .common import add_device_argument, add_threads_argument
+from .common import add_data_root_argument, add_device_argument, add_threads_argument
 
 HELP = 'train a model from a config (the paper\'s recipe)'
 
@@ -21,9 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--save-dir', help='save folder (overrides save/<name>)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from the save folder\'s epoch-last.pth')
-    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
-                        help="where the config's ./load/... data paths point (default: %(default)s, "
-                             'where `liif data fetch` puts them; `load` for the official layout)')
+    add_data_root_argument(parser)
     add_device_argument(parser, 'cpu, cuda, cuda:1, ... (default: CUDA if available)')
     parser.add_argument('--num-workers', type=int, help='DataLoader workers per process')
     parser.add_argument('--amp', nargs='?', const=True, default=False,

@@ -161,7 +161,8 @@ def checkpoint_path(name: str, root: str = DEFAULT_DATA_ROOT, fetch_as: str | No
     expected = entry.get('sha256') or read_lock(root).get(entry['filename'])
     if expected is not None and file_digest(path, 'sha256') != expected:
         raise FetchError(f'{path}: sha256 differs from the one recorded at download '
-                         f'({expected}); delete it and run `liif data fetch {fetch_as or name}` again')
+                         f'({expected}); delete it and run '
+                         f'`liif data fetch {fetch_as or name}` again')
     return path
 
 
