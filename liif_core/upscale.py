@@ -146,8 +146,8 @@ class FileJob:
 
 
 def plan_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
-          size: Sequence[int] | None, scale: float | Sequence[float] | None,
-          quality: int, limits: bool = True) -> FileJob:
+              size: Sequence[int] | None, scale: float | Sequence[float] | None,
+              quality: int, limits: bool = True) -> FileJob:
     """Every check that needs no model, so bad input fails before any weights are read. The
     input is read first: in a folder, a file that is no image is reported as such, not by the
     output format its name implies."""
@@ -175,9 +175,9 @@ def plan_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
 
 
 def write_file(job: FileJob, model: LIIF, device: torch.device, tile_rows: int | None,
-           encoder_tile_rows: int | None, progress: bool | None,
-           dtype: str | torch.dtype | None = None,
-           say: Callable[[str], None] | None = None) -> None:
+               encoder_tile_rows: int | None, progress: bool | None,
+               dtype: str | torch.dtype | None = None,
+               say: Callable[[str], None] | None = None) -> None:
     """Decode into a temporary file beside the output, renamed into place only when complete;
     ``say`` (the command line's notes) hears of a large output and of its estimated time."""
     try:
@@ -188,9 +188,9 @@ def write_file(job: FileJob, model: LIIF, device: torch.device, tile_rows: int |
 
 
 def _decode_into(job: FileJob, model: LIIF, device: torch.device, tile_rows: int | None,
-                encoder_tile_rows: int | None, progress: bool | None,
-                dtype: str | torch.dtype | None,
-                say: Callable[[str], None] | None = None) -> None:
+                 encoder_tile_rows: int | None, progress: bool | None,
+                 dtype: str | torch.dtype | None,
+                 say: Callable[[str], None] | None = None) -> None:
     (H, W), source, C = job.size, job.source, job.source.values.shape[0]
     with atomic_write(job.out_path) as file:
         bands = output_bands(model, source, H, W, tile_rows, encoder_tile_rows, progress,

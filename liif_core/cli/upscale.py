@@ -118,7 +118,7 @@ def _run_batch(pairs: list[tuple[Path, Path]], model: LIIF, device: torch.device
             try:
                 job = plan_file(in_path, out_path, size, scale, args.quality, not args.no_limits)
                 write_file(job, model, device, args.tile, args.encoder_tile, progress=False,
-                       dtype=args.dtype, say=_say)
+                           dtype=args.dtype, say=_say)
                 if job.note():
                     _say(f'{in_path}: {job.note()}')
             except (ValueError, OSError) as e:
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if job is None:
         return _run_batch(pairs, model, device, size, scale, args)
     write_file(job, model, device, args.tile, args.encoder_tile, progress=args.progress,
-           dtype=args.dtype, say=_say)
+               dtype=args.dtype, say=_say)
     print(f'{job.out_path}: {job.size[0]}x{job.size[1]}')
     if job.note():
         _say(f'{in_path}: {job.note()}')

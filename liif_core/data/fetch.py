@@ -154,15 +154,16 @@ def checkpoint_path(name: str, root: str = DEFAULT_DATA_ROOT, fetch_as: str | No
     manifest = load_manifest(name)
     entry = manifest['files'][0]
     path = os.path.join(root, manifest['target'], entry['filename'])
+    fetch_as = fetch_as or name
     if not os.path.isfile(path):
-        raise FetchError(f'{path}: the official checkpoint {name!r} is not downloaded; run '
-                         f'`liif data fetch {fetch_as or name}`' + ('' if root == DEFAULT_DATA_ROOT
-                                                         else f' --root {root}'))
+        raise FetchError(f'{path}: the official checkpoint {fetch_as!r} is not downloaded; run '
+                         f'`liif data fetch {fetch_as}`' + ('' if root == DEFAULT_DATA_ROOT
+                                                           else f' --root {root}'))
     expected = entry.get('sha256') or read_lock(root).get(entry['filename'])
     if expected is not None and file_digest(path, 'sha256') != expected:
         raise FetchError(f'{path}: sha256 differs from the one recorded at download '
                          f'({expected}); delete it and run '
-                         f'`liif data fetch {fetch_as or name}` again')
+                         f'`liif data fetch {fetch_as}` again')
     return path
 
 
