@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
-        raise ValueError('--threads and --repeat must be at least 1')
+        raise ValueError(f'--repeat must be at least 1, got {args.repeat}')
     conditions = [c.strip() for c in args.conditions.split(',') if c.strip()]
     if not conditions or any(c not in CONDITIONS for c in conditions):
         raise ValueError(f'--conditions must list quiet and/or loaded, got {args.conditions!r}')
