@@ -30,10 +30,10 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from .coords import make_coord
+from .coords import make_cell, make_coord
 from .imageio import Source
 from .liif import LIIF, single_threaded
-from .render import chunk_size, precision, query_bytes
+from .render import chunk_size, data_norm_of, denormalise, normalise, precision, query_bytes
 
 # Output pixels decoded per band by default on a CPU: a band's coordinates, cells and
 # predictions then take a few MiB, and its latent rows are many more than the 4 margin rows
@@ -144,7 +144,8 @@ def _decode_bands(model: LIIF, rgb: torch.Tensor, H: int, W: int, tile_rows: int
         (r0, rows): the first output row of the band and its (n, W, 3) RGB in [0, 1].
     """
     h, w = rgb.shape[1:]
-    inp = ((rgb - 0.5) / 0.5).unsqueeze(0)  # (1, 3, h, w)
+    data_norm = data_norm_of(model)
+    inp = normalise(rgb.unsqueeze(0), data_norm)  # (1, 3, h, w)
     features = _FeatureRows(model.encoder, inp, encoder_tile_rows)
     cols = make_coord((W,), device=rgb.device)[:, 0]  # (W,)
     for r0 in range(0, H, tile_rows):
@@ -156,9 +157,9 @@ def _decode_bands(model: LIIF, rgb: torch.Tensor, H: int, W: int, tile_rows: int
         rows = torch.from_numpy((p - a) * 2 / (b - a) - 1).float().to(rgb.device)  # (n,)
         coord = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1)  # (n, W, 2)
         coord = coord.view(1, -1, 2)  # (1, n*W, 2)
-        # One output pixel is 2/H of the full frame, 2h / (H (b - a)) of the crop's.
-        cell = torch.tensor([2 * h / (H * (b - a)), 2 / W], device=rgb.device)
-        cell = cell.expand_as(coord)  # (1, n*W, 2)
+        # One output pixel is 2/H of the full frame, 2h / (H (b - a)) of the crop's: the crop
+        # sees an output of H (b - a) / h rows.
+        cell = make_cell(coord, (H * (b - a) / h, W))  # (1, n*W, 2)
         # Entered per band, not around the loop: the caller's code between bands stays float32.
         with precision(dtype, rgb.device):
             # The convolutions on one thread: a busy core would stall every one of them.
@@ -166,7 +167,7 @@ def _decode_bands(model: LIIF, rgb: torch.Tensor, H: int, W: int, tile_rows: int
                 feat = features.rows(a, b)  # (1, C, b - a, w)
                 proj = model.project_codes(feat)  # (b - a) * w rows
             pred = model.decode(feat, coord, cell, proj=proj)  # (1, n*W, 3)
-        yield r0, (pred.float() * 0.5 + 0.5).clamp_(0, 1).view(r1 - r0, W, 3)
+        yield r0, denormalise(pred, data_norm).view(r1 - r0, W, 3)
 
 
 def _alpha_band(alpha: Image.Image, r0: int, r1: int, H: int, W: int) -> np.ndarray:

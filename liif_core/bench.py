@@ -23,13 +23,9 @@ Book: chapter 4 explains why the fast path is exact, the benchmark chapter discu
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
-import json
 import multiprocessing
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,12 +37,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import load_model
 from .coords import make_cell, make_coord
+from .device import cpu_name  # noqa: F401  (its old home; the book imports it from here)
 from .liif import LIIF, batched_predict
 from .models import liif_spec
 from .registry import make_model
-from .render import DTYPES, precision
+from .render import data_norm_of, denormalise, normalise, precision
 from .sampling import ensemble_offsets
 from .upscale import upscale
 
@@ -71,23 +67,6 @@ GEMM_SHAPE = (4096, 256, 256)
 CONDITIONS = ('quiet', 'loaded')
 # The competing load ends by itself after this long, should the bench die without stopping it.
 LOAD_LIMIT_S = 3600
-
-
-def cpu_name() -> str:
-    """The processor's model name (from /proc/cpuinfo where there is one), to label timings."""
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:  # no /proc: macOS, Windows
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_description(threads: int) -> str:
-    """CPU model, threads and torch version."""
-    return (f'{cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch threads, '
-            f'torch {torch.__version__}, Python {platform.python_version()}')
 
 
 def _sync(device: torch.device) -> None:
@@ -130,7 +109,7 @@ def fast_macs_per_query(model: LIIF, h: int, w: int, queries: int) -> float:
     return members * per_member + conv / queries
 
 
-def _case_input(size: int, device: torch.device) -> torch.Tensor:
+def case_input(size: int, device: torch.device) -> torch.Tensor:
     """A seeded random image (3, size, size) in [0, 1]."""
     generator = torch.Generator().manual_seed(SEED)
     return torch.rand(3, size, size, generator=generator).to(device)
@@ -142,9 +121,10 @@ def _official(model: LIIF, lr: torch.Tensor, scale: int, bsize: int, fast: bool 
     (3, H, W) in [0, 1]."""
     H = W = lr.shape[1] * scale
     coord = make_coord((H, W), device=lr.device).unsqueeze(0)  # (1, H*W, 2)
-    pred = batched_predict(model, (lr.unsqueeze(0) - 0.5) / 0.5, coord, make_cell(coord, (H, W)),
-                           bsize, fast=fast)  # (1, H*W, 3)
-    return (pred[0].float() * 0.5 + 0.5).clamp_(0, 1).t().reshape(3, H, W)
+    data_norm = data_norm_of(model)
+    pred = batched_predict(model, normalise(lr.unsqueeze(0), data_norm), coord,
+                           make_cell(coord, (H, W)), bsize, fast=fast)  # (1, H*W, 3)
+    return denormalise(pred, data_norm)[0].t().reshape(3, H, W)
 
 
 def _with_threads(threads: int, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
@@ -203,7 +183,7 @@ def _memory_probe(spec: dict[str, Any], state: dict[str, torch.Tensor], size: in
     model = make_model(spec)
     model.load_state_dict(state)
     model.to(device).eval()
-    run = paths(model, _case_input(size, torch.device(device)), scale, threads)[path]
+    run = paths(model, case_input(size, torch.device(device)), scale, threads)[path]
     try:
         Path('/proc/self/clear_refs').write_text('5')
         before = _status_kib('VmRSS')
@@ -228,7 +208,7 @@ def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int, dt
                condition: str, ceiling: float, progress: tqdm | None = None) -> dict[str, Any]:
     """Time every path interleaved (median of ``repeat``) and compare their outputs."""
     device = next(model.parameters()).device
-    lr = _case_input(size, device)
+    lr = case_input(size, device)
     runs = paths(model, lr, scale, threads)
     times: dict[str, list[float]] = {path: [] for path in runs}
     outputs: dict[str, torch.Tensor] = {}
@@ -280,78 +260,3 @@ def format_table(cases: list[dict[str, Any]]) -> str:
             f"| {c['max_abs_diff_vs_official']['upscale']:.1e} "
             f"| {mib(peak.get('upscale'))} | {mib(peak.get('official'))} |")
     return '\n'.join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--weights', metavar='PATH',
-                        help='a LIIF checkpoint (default: a randomly initialised EDSR-baseline '
-                             f'LIIF, seed {SEED}; speed does not depend on the weights)')
-    parser.add_argument('--threads', type=int, default=torch.get_num_threads(),
-                        help='torch threads (default: %(default)s)')
-    parser.add_argument('--repeat', type=int, default=3,
-                        help='timed runs per path and case; the median is kept (default 3)')
-    parser.add_argument('--device', default='cpu', help="where to decode (default: cpu)")
-    parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32',
-                        help='precision of the model (default float32)')
-    parser.add_argument('--conditions', default=','.join(CONDITIONS),
-                        help='quiet, loaded or both (default: quiet,loaded)')
-    parser.add_argument('--json', metavar='PATH', help='also write every case to this file')
-    parser.add_argument('--quick', action='store_true',
-                        help='a tiny case, one run each: checks that the benchmark works')
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.threads < 1 or args.repeat < 1:
-        raise ValueError('--threads and --repeat must be at least 1')
-    conditions = [c.strip() for c in args.conditions.split(',') if c.strip()]
-    if not conditions or any(c not in CONDITIONS for c in conditions):
-        raise ValueError(f'--conditions must list quiet and/or loaded, got {args.conditions!r}')
-    device = torch.device(args.device)
-    precision(args.dtype, device)  # an unsupported dtype fails before any work
-    torch.set_num_threads(args.threads)
-    cases, repeat = (QUICK_CASES, 1) if args.quick else (CASES, args.repeat)
-    if args.weights:
-        model, weights = load_model(args.weights, map_location=device), args.weights
-    else:
-        torch.manual_seed(SEED)
-        model, weights = make_model(DEFAULT_SPEC), f'random EDSR-baseline LIIF (seed {SEED})'
-    if not isinstance(model, LIIF) or model.imnet is None:
-        raise ValueError('liif bench needs a LIIF model with a decoder')
-    model.to(device).eval()
-    n_paths = len(paths(model, _case_input(1, device), 1, args.threads))
-    results, ceilings = [], {}
-    with torch.no_grad(), tqdm(total=len(conditions) * len(cases) * repeat * n_paths,
-                               desc='bench', leave=False, disable=not args.progress) as progress:
-        for condition in conditions:
-            with competing_load() if condition == 'loaded' else contextlib.nullcontext():
-                ceilings[condition] = matmul_peak(device, args.dtype, repeat=2 if args.quick else 5)
-                for size, scale in cases:
-                    results.append(bench_case(model, size, scale, repeat, args.threads,
-                                              args.dtype, condition, ceilings[condition],
-                                              progress))
-    # Memory does not depend on the load: measured once per case, quiet.
-    for size, scale in cases:
-        peak = {path: peak_extra_memory(model, size, scale, path, args.threads, str(device),
-                                        args.dtype) for path in ('upscale', 'official')}
-        for case in results:
-            if (case['size'], case['scale']) == (size, scale):
-                case['peak_extra_bytes'] = peak
-    m, k, n = GEMM_SHAPE
-    report = {'command': 'liif bench ' + ' '.join(sys.argv[2:]),
-              'machine': machine_description(args.threads), 'weights': weights,
-              'device': str(device), 'dtype': args.dtype, 'threads': args.threads,
-              'repeat': repeat, 'gemm_shape': GEMM_SHAPE, 'ceiling_gflops': ceilings,
-              'cases': results}
-    print(f'machine: {report["machine"]}')
-    print(f'weights: {weights}; device {device}, {args.dtype}')
-    print('matmul ceiling (' + f'{m}x{k} @ {k}x{n}): '
-          + ', '.join(f'{c} {g:.1f} GFLOP/s' for c, g in ceilings.items()))
-    print(f'official: official algorithm, chunks of {REFERENCE_CHUNK}, the better of '
-          f'{args.threads} and 1 thread(s); official-tuned: chunks of {TUNED_CHUNK}; loaded: one '
-          f'competing CPU-bound process; median of {repeat} run(s); memory: peak resident set '
-          'added, one process per path and case')
-    print()
-    print(format_table(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
-    return 0

@@ -5,13 +5,12 @@ the official checkpoints and the datasets, each with whether it is present under
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 from .configs import list_configs
 from .data.fetch import load_manifest, manifest_names
 from .data.specs import DEFAULT_DATA_ROOT
-from .pretrained import DEFAULT_MODEL, PRETRAINED
+from .pretrained import DEFAULT_MODEL, OFFICIAL, PRETRAINED
 
 
 def _present(manifest: dict, root: str) -> bool:
@@ -26,32 +25,18 @@ def _present(manifest: dict, root: str) -> bool:
 
 def catalog(root: str = DEFAULT_DATA_ROOT) -> dict[str, list[str]]:
     """Section title -> its lines, as ``liif list`` prints them."""
-    manifests = {name: load_manifest(name) for name in manifest_names()}
-    lines = {name: f"{name:20s} {'present' if _present(m, root) else 'absent '}  {m['title']}"
-             for name, m in manifests.items()}
-    checkpoints = [n for n, m in manifests.items() if m['kind'] == 'checkpoint']
-    width = max(map(len, PRETRAINED)) + 2
+    def line(name: str, manifest: str, width: int) -> str:
+        m = load_manifest(manifest)
+        return f"{name:{width}s} {'present' if _present(m, root) else 'absent '}  {m['title']}"
 
+    width = max(map(len, [*PRETRAINED, *OFFICIAL])) + 2
     return {
         'configs (liif train / liif test CONFIG)': list_configs(),
         'shipped weights (--weights NAME)': [
             f"{name:{width}s}{p.summary}" + (' (default)' if name == DEFAULT_MODEL else '')
             for name, p in PRETRAINED.items()],
         f'official checkpoints (liif data fetch NAME; --weights NAME), under {root}':
-            [lines[n] for n in checkpoints],
+            [line(name, manifest, width - 1) for name, manifest in OFFICIAL.items()],
         f'datasets (liif data fetch NAME), under {root}':
-            [line for n, line in lines.items() if n not in checkpoints],
+            [line(name, name, 20) for name in manifest_names() if name not in OFFICIAL.values()],
     }
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
-                        help='where to look for fetched datasets and checkpoints '
-                             '(default: %(default)s)')
-
-
-def run(args: argparse.Namespace) -> int:
-    for title, lines in catalog(args.data_root).items():
-        print(f'{title}:')
-        print('\n'.join(f'  {line}' for line in lines))
-    return 0

@@ -87,7 +87,8 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
             is moved there too when it names a device.
 
     Returns:
-        the model in eval mode, with its spec as ``model.spec``.
+        the model in eval mode, with its spec as ``model.spec`` and, where the checkpoint
+        records the ``data_norm`` it was trained with, that as ``model.data_norm``.
 
     Example:
         >>> model = load_model('edsr-baseline-liif.pth')          # doctest: +SKIP
@@ -118,6 +119,8 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
                               + (f' and {len(nonfinite) - 3} more' if len(nonfinite) > 3 else '')
                               + ': the training run diverged or the file is damaged')
     model.load_state_dict(entry['sd'], strict=True)
+    if 'data_norm' in ckpt:  # written by liif train; render and upscale normalise by it
+        model.data_norm = ckpt['data_norm']
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     return model.eval()
@@ -131,12 +134,15 @@ def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
             know their spec). A ``DistributedDataParallel`` wrapper is unwrapped.
         path: destination; a crash mid-write leaves any previous file intact.
         extra: further top-level entries, e.g. ``optimizer={...}, epoch=12`` as in the
-            official training saves.
+            official training saves, or ``data_norm`` (default: the model's ``data_norm``,
+            where ``load_model`` found one).
     """
     model = getattr(model, 'module', model)
     spec = getattr(model, 'spec', None)
     if spec is None:
         raise ValueError('the model has no spec to save: build it with make_model(spec)')
+    if hasattr(model, 'data_norm'):  # as load_model read it, unless extra says otherwise
+        extra = {'data_norm': model.data_norm, **extra}
     ckpt = {'model': {'name': spec['name'], 'args': spec['args'], 'sd': model.state_dict()},
             **extra}
     with atomic_write(path) as f:

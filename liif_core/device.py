@@ -1,7 +1,12 @@
 """Devices named on the command line or passed to the library, checked before any work: a
 device that cannot run here is refused with one line, before a checkpoint is read or a file
-written, rather than failing later in a way that blames something else."""
+written, rather than failing later in a way that blames something else; and the machine
+described, to label timings and training logs."""
 from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -43,3 +48,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise ValueError(f'device {str(device)!r} is not usable here '
                          f'({str(e).splitlines()[0][:120]}); use cpu or cuda') from None
     return dev
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one), to label timings."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:  # no /proc: macOS, Windows
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description(threads: int) -> str:
+    """CPU model, threads and torch version."""
+    return (f'{cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch threads, '
+            f'torch {torch.__version__}, Python {platform.python_version()}')

@@ -42,7 +42,7 @@ from torch import nn
 from .atomic import atomic_write
 from .liif import LIIF, single_threaded
 from .pretrained import DEFAULT_MODEL, resolve_model
-from .render import PAPER_DATA_NORM, norm_tensors
+from .render import MODEL_DATA_NORM, data_norm_of, norm_tensors
 from .sampling import AREA_EPS, ENSEMBLE_SHIFTS, EPS_SHIFT, clamp_inside, ensemble_weights
 
 # model.json's layout; raised whenever a field changes meaning or goes away.
@@ -184,7 +184,7 @@ def _graphs(model: LIIF, data_norm: dict | None, opset: int) -> dict[str, bytes]
 
 
 def export_onnx(weights: str | os.PathLike | nn.Module | None, out_dir: str | os.PathLike, *,
-                data_norm: dict | None = PAPER_DATA_NORM, name: str | None = None,
+                data_norm: dict | str | None = MODEL_DATA_NORM, name: str | None = None,
                 opset: int = OPSET) -> dict[str, Any]:
     """Write a LIIF model as ``encoder.onnx``, ``decoder.onnx``, ``decoder_no_ensemble.onnx``
     and ``model.json`` into ``out_dir`` (created if needed; the four files are replaced).
@@ -195,8 +195,9 @@ def export_onnx(weights: str | os.PathLike | nn.Module | None, out_dir: str | os
             or None for the default shipped weights (``resolve_weights`` says how names are
             found).
         out_dir: the folder to write.
-        data_norm: the normalisation the model was trained with (its training config's
-            ``data_norm``; checkpoints do not store it). Default: the paper's.
+        data_norm: the normalisation the model was trained with; default ``MODEL_DATA_NORM``:
+            the one its checkpoint records (``data_norm_of``: checkpoints written by
+            ``liif train`` record it; official ones do not and get the paper's).
         name: the model's name in model.json; default the weights' name or file stem.
         opset: the ONNX opset.
 
@@ -218,9 +219,14 @@ def export_onnx(weights: str | os.PathLike | nn.Module | None, out_dir: str | os
         default_name = _arch(model)
     else:
         model = _check_exportable(resolve_model(weights))
-        default_name = DEFAULT_MODEL if weights is None else Path(weights).stem
+        # A file is named by its stem; a name of weights ('edsr_baseline_liif.standin_long')
+        # has a dot that is no suffix.
+        default_name = (DEFAULT_MODEL if weights is None else
+                        Path(weights).stem if Path(weights).is_file() else str(weights))
     if any(p.dtype != torch.float32 or p.device.type != 'cpu' for p in model.parameters()):
         model = copy.deepcopy(model).float().cpu()  # the graphs are float32, traced on the CPU
+    if data_norm == MODEL_DATA_NORM:
+        data_norm = data_norm_of(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with single_threaded():  # tracing runs tiny convolutions, which threads only slow down

@@ -1,12 +1,13 @@
-"""Models by architecture name: ``create_model('rdn_liif')``, ``list_models()``.
+"""Models by name, as timm names them: ``create_model('rdn_liif')`` (an architecture, fresh),
+``create_model('edsr_baseline_liif.standin_long')`` (an architecture with weights, named
+``architecture.tag``), ``list_models()`` and ``list_models(pretrained=True)``.
 
 Each architecture is a small function that only writes the official spec and builds it, so a
 model made here is the one ``make_model`` makes from a checkpoint or a YAML config, with the
-same ``model.spec``. Shipped weights are named by architecture and tag: ``edsr_baseline_liif``
-with tag ``standin-long`` (the default weights) is the file
-``weights/edsr-baseline-liif-standin-long.pth``, the name that ``liif upscale --weights``
-takes. The official released checkpoints load with ``load_model``, or here with
-``pretrained=PATH``.
+same ``model.spec``. The weights are those that ship with the package (``.standin``,
+``.standin_long``, the default) and the official released checkpoints (``.div2k``, once
+``liif data fetch`` has them); ``liif upscale --weights`` takes the same names. A checkpoint
+file loads with ``load_model``, or here with ``pretrained=PATH``.
 
 Book: chapter 6 ("Encoders") builds the two encoders; chapter 10 the MetaSR baseline.
 """
@@ -20,7 +21,7 @@ from typing import Any, Callable
 from torch import nn
 
 from .checkpoint import CheckpointError, load_model
-from .pretrained import PRETRAINED, load_pretrained
+from .pretrained import OFFICIAL, PRETRAINED, resolve_model
 from .registry import make_model
 
 # The paper's decoder: 4 hidden layers of 256 units, RGB out (in_dim is derived by LIIF).
@@ -74,14 +75,16 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def list_models() -> list[str]:
-    """The architecture names ``create_model`` takes."""
-    return sorted(ARCHITECTURES)
+def list_models(pretrained: bool = False) -> list[str]:
+    """The architecture names ``create_model`` takes; with ``pretrained``, the names of the
+    weights (``architecture.tag``) instead."""
+    return sorted([*PRETRAINED, *OFFICIAL] if pretrained else ARCHITECTURES)
 
 
 def weights_name(architecture: str, tag: str) -> str:
-    """The shipped weights of ``architecture`` under ``tag``: 'edsr-baseline-liif-standin'."""
-    return f"{architecture.replace('_', '-')}-{tag}"
+    """The weights of ``architecture`` under ``tag``: 'edsr_baseline_liif.standin'. A tag's
+    old spelling ('standin-long') is read as the new one."""
+    return f"{architecture}.{tag.replace('-', '_')}"
 
 
 def create_model(name: str, pretrained: str | os.PathLike | None = None,
@@ -89,32 +92,41 @@ def create_model(name: str, pretrained: str | os.PathLike | None = None,
     """An architecture by name, fresh or with weights.
 
     Args:
-        name: one of ``list_models()``.
-        pretrained: None (fresh weights), the tag of shipped weights ('standin-long'), or a
-            checkpoint file of this architecture (e.g. the official ``rdn-liif.pth``).
+        name: one of ``list_models()``, or of ``list_models(pretrained=True)`` for the
+            architecture with those weights.
+        pretrained: None (fresh weights, unless ``name`` has a tag), a tag ('standin_long',
+            'div2k'), or a checkpoint file of this architecture (e.g. the official
+            ``rdn-liif.pth``).
         kwargs: the architecture's switches, e.g. ``cell_decode=False``.
 
     Returns:
         the model; with weights, in eval mode, on the CPU.
 
     Example:
-        >>> model = create_model('edsr_baseline_liif', pretrained='standin-long')
+        >>> model = create_model('edsr_baseline_liif.standin_long')
+        >>> same = create_model('edsr_baseline_liif', pretrained='standin_long')
         >>> fresh = create_model('rdn_liif', cell_decode=False)
     """
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(list_models())}")
-    model = ARCHITECTURES[name](**kwargs)
+    architecture, _, tag = name.partition('.')
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: "
+                         f"{', '.join(list_models())}")
+    if tag:
+        if pretrained is not None:
+            raise ValueError(f'{name} already names its weights; pass pretrained=None')
+        pretrained = tag
+    model = ARCHITECTURES[architecture](**kwargs)
     if pretrained is None:
         return model
     if Path(pretrained).suffix == '.pth':
         loaded = load_model(pretrained, map_location='cpu')
-    elif weights_name(name, str(pretrained)) in PRETRAINED:
-        loaded = load_pretrained(weights_name(name, str(pretrained)))
+    elif weights_name(architecture, str(pretrained)) in list_models(pretrained=True):
+        loaded = resolve_model(weights_name(architecture, str(pretrained)))
     else:
-        tags = sorted(n for n in PRETRAINED if n.startswith(weights_name(name, '')))
-        raise ValueError(f'no shipped weights {pretrained!r} for {name}; shipped: '
-                         f"{', '.join(tags) or 'none'} (or pass a .pth checkpoint)")
+        known = [n for n in list_models(pretrained=True) if n.startswith(f'{architecture}.')]
+        raise ValueError(f'no weights {pretrained!r} for {architecture}; known: '
+                         f"{', '.join(known) or 'none'} (or pass a .pth checkpoint)")
     if loaded.spec != model.spec:
-        raise CheckpointError(f'{pretrained}: the weights are a {loaded.spec!r}, not {name} '
-                              f'with {kwargs or "its defaults"}')
+        raise CheckpointError(f'{pretrained}: the weights are a {loaded.spec!r}, not '
+                              f'{architecture} with {kwargs or "its defaults"}')
     return loaded

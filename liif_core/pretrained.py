@@ -7,24 +7,23 @@ continued, kept for comparison. They beat bicubic upsampling but are far from th
 DIV2K-trained model; the README's model card says how they were trained and what they score.
 The official released checkpoints load with ``load_model`` as they are.
 
+Weights are named ``architecture.tag``, as in timm: ``edsr_baseline_liif.standin_long`` (the
+default), ``edsr_baseline_liif.standin``, and the official ``edsr_baseline_liif.div2k`` and
+``rdn_liif.div2k`` once ``liif data fetch`` has them. Their old names (``OLD_NAMES``) still work.
+
 Each entry is pinned by sha256, checked on every load, so a damaged or replaced file is refused
 rather than silently used. To ship a new training run (after ``liif train``), add its entry
-and run::
-
-    python -m liif_core.pretrained save/ship/epoch-last.pth --name NAME
-
-which writes the weights without the optimizer state next to this module, copies the run's
-``log.jsonl`` beside them and prints the sha256 to put in ``PRETRAINED``.
+and call ``ship('save/ship/epoch-last.pth', NAME)``, which writes the weights without the
+optimizer state next to this module, copies the run's ``log.jsonl`` beside them and returns the
+sha256 to put in ``PRETRAINED``.
 
 Book: chapter 8, "Training", and chapter 9, "Benchmark".
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, load_model, save_model
 from .data.download import file_digest
-from .data.fetch import checkpoint_names, checkpoint_path
+from .data.fetch import checkpoint_path
 from .data.specs import DEFAULT_DATA_ROOT
 
 WEIGHTS_DIR = Path(__file__).parent / 'weights'
@@ -41,41 +40,59 @@ WEIGHTS_DIR = Path(__file__).parent / 'weights'
 
 @dataclass(frozen=True)
 class Pretrained:
-    """A shipped checkpoint: ``weights/<name>.pth`` and its training log ``<name>.log.jsonl``."""
+    """A shipped checkpoint, named ``architecture.tag`` as ``create_model`` takes it, in the
+    file ``weights/<file>.pth`` beside its training log ``<file>.log.jsonl``."""
     name: str
+    file: str
     sha256: str
     config: str  # the packaged training config that produced it
     summary: str
 
     @property
     def path(self) -> Path:
-        return WEIGHTS_DIR / f'{self.name}.pth'
+        return WEIGHTS_DIR / f'{self.file}.pth'
 
     @property
     def log_path(self) -> Path:
-        return WEIGHTS_DIR / f'{self.name}.log.jsonl'
+        return WEIGHTS_DIR / f'{self.file}.log.jsonl'
 
 
 PRETRAINED = {p.name: p for p in [
     Pretrained(
-        name='edsr-baseline-liif-standin',
+        name='edsr_baseline_liif.standin',
+        file='edsr-baseline-liif-standin',
         sha256='af171d1cc0f9160ba653ab219ed063e5fa6b810227eb5797727ffea523ec24c2',
         config='cpu/train_edsr-baseline-liif-standin',
         summary='EDSR-baseline-LIIF trained on the 27 stand-in photos on a 2-core CPU '
                 '(1,360 steps; the default until the long run continued it)'),
     Pretrained(
-        name='edsr-baseline-liif-standin-long',
+        name='edsr_baseline_liif.standin_long',
+        file='edsr-baseline-liif-standin-long',
         sha256='69d2667387bc0b3a06fa57fd868ac5bbca3a0fe7763f95a1b30e4cd918da08fb',
         config='cpu/train_edsr-baseline-liif-standin-long',
-        summary='edsr-baseline-liif-standin continued for 13,600 steps on one CPU thread'),
+        summary='edsr_baseline_liif.standin continued for 13,600 steps on one CPU thread'),
 ]}
-DEFAULT_MODEL = 'edsr-baseline-liif-standin-long'
+DEFAULT_MODEL = 'edsr_baseline_liif.standin_long'
+# The authors' released checkpoints, trained on DIV2K: name -> the ``liif data fetch`` manifest
+# that downloads them.
+OFFICIAL = {'edsr_baseline_liif.div2k': 'edsr-baseline-liif', 'rdn_liif.div2k': 'rdn-liif'}
+# The names weights had before they were named ``architecture.tag``; they still work.
+OLD_NAMES = {'edsr-baseline-liif-standin': 'edsr_baseline_liif.standin',
+             'edsr-baseline-liif-standin-long': 'edsr_baseline_liif.standin_long',
+             **{manifest: name for name, manifest in OFFICIAL.items()}}
+
+
+def renamed(name: str | os.PathLike) -> str | None:
+    """The current name of weights once called ``name`` (an official one also with ``.pth``);
+    None when ``name`` is no old name."""
+    return OLD_NAMES.get(os.fspath(name).removesuffix('.pth'))
 
 
 def get_pretrained(name: str = DEFAULT_MODEL) -> Pretrained:
-    """The registry entry for ``name``; a ValueError lists the names that exist."""
+    """The registry entry for ``name`` (or its old name); a ValueError lists the names that
+    exist."""
     try:
-        return PRETRAINED[name]
+        return PRETRAINED[renamed(name) or name]
     except KeyError:
         raise ValueError(f'no shipped weights named {name!r}; available: '
                          f'{", ".join(sorted(PRETRAINED))}') from None
@@ -118,23 +135,23 @@ def training_log(name: str = DEFAULT_MODEL) -> list[dict[str, Any]]:
 
 def resolve_weights(weights: str | os.PathLike | None,
                     data_root: str | os.PathLike = DEFAULT_DATA_ROOT) -> Path:
-    """The file ``--weights`` names: a checkpoint file; a shipped model's name; an official
-    checkpoint's name (``edsr-baseline-liif``, also with ``.pth``), as ``liif data fetch`` put
-    it under ``data_root`` (its recorded sha256 checked); or (None) the default shipped model,
-    whose pinned sha256 is checked."""
-    name = DEFAULT_MODEL if weights is None else os.fspath(weights)
+    """The file ``--weights`` names: a checkpoint file; the name of shipped weights; the name
+    of an official checkpoint (``edsr_baseline_liif.div2k``), as ``liif data fetch`` put it
+    under ``data_root`` (its recorded sha256 checked); or (None) the default shipped model,
+    whose pinned sha256 is checked. Old names (``OLD_NAMES``) work too."""
     if weights is not None and Path(weights).exists():
         return Path(weights)
+    name = DEFAULT_MODEL if weights is None else os.fspath(weights)
+    name = renamed(name) or name
     if name in PRETRAINED:
         entry = get_pretrained(name)
         check_pretrained(entry)
         return entry.path
-    official = name[:-len('.pth')] if name.endswith('.pth') else name
-    if official in checkpoint_names():
-        return Path(checkpoint_path(official, os.fspath(data_root)))
+    if name in OFFICIAL:
+        return Path(checkpoint_path(OFFICIAL[name], os.fspath(data_root), fetch_as=name))
     raise CheckpointError(f'{weights}: no such checkpoint file, nor the name of shipped '
                           f'weights ({", ".join(sorted(PRETRAINED))}) or of an official '
-                          f'checkpoint ({", ".join(checkpoint_names())})')
+                          f'checkpoint ({", ".join(OFFICIAL)})')
 
 
 def resolve_model(weights: str | os.PathLike | None, map_location: Any = 'cpu',
@@ -143,7 +160,7 @@ def resolve_model(weights: str | os.PathLike | None, map_location: Any = 'cpu',
     return load_model(resolve_weights(weights, data_root), map_location=map_location)
 
 
-def export(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
+def ship(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
     """Write a training checkpoint as shipped weights ``name`` (model and epoch only) with the
     run's log beside it; returns the new file's sha256 for ``PRETRAINED``."""
     import torch  # only here: reading the full training checkpoint
@@ -158,18 +175,3 @@ def export(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
     if log.is_file():
         shutil.copyfile(log, entry.log_path)
     return file_sha256(entry.path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='python -m liif_core.pretrained',
-                                     description='ship a training checkpoint as pretrained weights')
-    parser.add_argument('checkpoint', help="a checkpoint written by 'liif train'")
-    parser.add_argument('--name', default=DEFAULT_MODEL, choices=sorted(PRETRAINED))
-    args = parser.parse_args(argv)
-    digest = export(args.checkpoint, args.name)
-    print(f'{get_pretrained(args.name).path}\nsha256 {digest}')
-    return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

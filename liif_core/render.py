@@ -2,8 +2,9 @@
 arbitrary query points, and ``BICUBIC``, the baseline that answers the same calls.
 
 Images are (3, h, w) or (B, 3, h, w) floats in [0, 1]; the model sees them normalised by the
-training config's ``data_norm`` (the paper's (x - 0.5) / 0.5 by default) and its output is
-de-normalised and clamped to [0, 1] here, so that no caller writes that arithmetic again.
+``data_norm`` it was trained with (``data_norm_of``: what its checkpoint records, else the
+paper's (x - 0.5) / 0.5) and its output is de-normalised and clamped to [0, 1] here
+(``normalise``, ``denormalise``), so that no caller writes that arithmetic again.
 
 Book: chapters 8-10 render their images with this module.
 """
@@ -25,6 +26,8 @@ from .resize import resize_fn
 PAPER_DATA_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
 # What the official code assumes when a config has no data_norm.
 NO_DATA_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
+# The ``data_norm`` argument that means: the model's own (``data_norm_of``).
+MODEL_DATA_NORM = 'model'
 # The official test chunk: queries decoded per pass, and the chunk on a CPU.
 EVAL_BSIZE = 30000
 # Share of the free CUDA memory one decoding chunk may take: the rest absorbs the caching
@@ -53,6 +56,25 @@ def norm_tensors(data_norm: dict | None, device: torch.device | str
             torch.tensor(inp['div'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
             torch.tensor(gt['sub'], dtype=torch.float32, device=device).view(1, 1, -1),
             torch.tensor(gt['div'], dtype=torch.float32, device=device).view(1, 1, -1))
+
+
+def data_norm_of(model: object) -> dict | None:
+    """The normalisation ``model`` was trained with: the ``data_norm`` its checkpoint records
+    (``load_model`` keeps it as ``model.data_norm``; None means none), else the paper's, which
+    every official config, the released checkpoints and the shipped weights use."""
+    return getattr(model, 'data_norm', PAPER_DATA_NORM)
+
+
+def normalise(inp: torch.Tensor, data_norm: dict | None) -> torch.Tensor:
+    """(B, 3, h, w) in [0, 1] -> what the model sees."""
+    inp_sub, inp_div, _, _ = norm_tensors(data_norm, inp.device)
+    return (inp - inp_sub) / inp_div
+
+
+def denormalise(pred: torch.Tensor, data_norm: dict | None) -> torch.Tensor:
+    """The model's (B, Q, 3) output -> float32 RGB clamped to [0, 1]."""
+    _, _, gt_sub, gt_div = norm_tensors(data_norm, pred.device)
+    return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
 
 
 class Bicubic:
@@ -160,11 +182,13 @@ def chunk_size(device: torch.device, items: int, item_bytes: float, cpu_items: i
 
 
 def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-            data_norm: dict | None = PAPER_DATA_NORM, bsize: int | str | None = None,
+            data_norm: dict | str | None = MODEL_DATA_NORM, bsize: int | str | None = None,
             dtype: str | torch.dtype | None = None) -> torch.Tensor:
     """RGB in [0, 1] at the queries: (B, 3, h, w) in [0, 1], (B, Q, 2) -> (B, Q, 3).
 
-    A model sees the normalised input; its output is de-normalised and clamped to [0, 1].
+    A model sees the input normalised by ``data_norm`` (default ``MODEL_DATA_NORM``: the
+    model's own, ``data_norm_of``; None: none); its output is de-normalised and clamped to
+    [0, 1].
     ``bsize`` None decodes all queries in one pass, an integer in chunks of that many, and
     'auto' in chunks that suit the device (``chunk_size``: ``EVAL_BSIZE`` on a CPU, on CUDA
     all at once when they fit). ``dtype`` (see ``precision``) runs a model in half precision;
@@ -175,14 +199,15 @@ def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torc
     if bsize == 'auto':
         B, Q = coord.shape[:2]
         bsize = chunk_size(inp.device, Q, B * query_bytes(model), EVAL_BSIZE)
-    inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, inp.device)
+    if data_norm == MODEL_DATA_NORM:
+        data_norm = data_norm_of(model)
     with torch.no_grad(), precision(dtype, inp.device):
-        x = (inp - inp_sub) / inp_div
+        x = normalise(inp, data_norm)
         if bsize is None:
             pred = model(x, coord, cell)
         else:
             pred = batched_predict(model, x, coord, cell, bsize)
-    return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
+    return denormalise(pred, data_norm)
 
 
 def _plain(scale: float | Sequence[float] | None) -> float | Sequence[float] | None:
@@ -239,7 +264,7 @@ def output_size(h: int, w: int, size: Sequence[int] | None = None,
 def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None, *,
            scale: float | Sequence[float] | None = None,
            window: Sequence[float] | None = None, cell: Sequence[float] | None = None,
-           bsize: int | str | None = 'auto', data_norm: dict | None = PAPER_DATA_NORM,
+           bsize: int | str | None = 'auto', data_norm: dict | str | None = MODEL_DATA_NORM,
            dtype: str | torch.dtype | None = None) -> torch.Tensor:
     """The image a model makes of ``lr`` at (H, W), whole or a window of it.
 
@@ -256,7 +281,8 @@ def render(model: Predictor, lr: torch.Tensor, size: Sequence[int] | None = None
         bsize: queries per chunk; None: one pass; 'auto' (default): ``EVAL_BSIZE`` on a
             CPU, on CUDA as many as free memory allows, all in one pass when they fit
             (``chunk_size``).
-        data_norm: the normalisation the model was trained with.
+        data_norm: the normalisation the model was trained with; default: the model's own
+            (``data_norm_of``).
         dtype: 'float32' (default), 'bfloat16' or 'float16': the precision the model runs in
             (see ``precision``).
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .coords import make_coord
+from .render import PAPER_DATA_NORM, denormalise, norm_tensors
 
 # profile -> the packaged training config that chapters 8 and 8b run
 PROFILE_CONFIGS = {'cpu': 'cpu/train_edsr-baseline-liif-chapter',
@@ -38,11 +39,13 @@ def fit_codes(model: nn.Module, coord: torch.Tensor, rgb: torch.Tensor,
     """
     z = nn.Parameter(0.1 * torch.randn(1, *code_shape))
     opt = torch.optim.Adam([z, *model.imnet.parameters()], lr=lr)
+    _, _, gt_sub, gt_div = norm_tensors(PAPER_DATA_NORM, rgb.device)
+    target = ((rgb - gt_sub) / gt_div)[0]  # (H*W, 3), as the decoder outputs it
     for _ in range(steps):
         pick = torch.randint(0, coord.shape[0], (batch,))
         # fast=False: the step-by-step path, quicker for training at this size
         pred = model.decode(z, coord[pick][None], fast=False)[0]
-        loss = (pred - (rgb[pick] - 0.5) / 0.5).abs().mean()  # L1
+        loss = (pred - target[pick]).abs().mean()  # L1
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -55,8 +58,7 @@ def render_codes(model: nn.Module, z: torch.Tensor, shape: Sequence[int],
     """The image decoded from the feature map ``z`` at the pixel centres of ``shape`` (within
     ``ranges``, as ``make_coord``): ``(*shape, 3)`` in [0, 1]."""
     x_q = make_coord(shape, ranges=ranges)[None]  # (1, Q, 2)
-    out = model.decode(z, x_q)[0] * 0.5 + 0.5  # back from [-1, 1]
-    return out.clamp(0, 1).view(*shape, 3)
+    return denormalise(model.decode(z, x_q), PAPER_DATA_NORM)[0].view(*shape, 3)
 
 
 def seam_jumps(out: torch.Tensor, per_cell: int = 8) -> tuple[float, float]:

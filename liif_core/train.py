@@ -35,7 +35,6 @@ Book: chapter 8, "Training".
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -51,9 +50,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from . import train_state
-from .data.specs import DEFAULT_DATA_ROOT
 from .evaluate import evaluate
-from .launch import AMP_DTYPES, amp_dtype, distributed_env, training_process
+from .launch import amp_dtype, training_process
 from .render import BICUBIC, Predictor, norm_tensors
 from .rng import EpochIndices, EpochSeeded, isolated_rng, seed_everything
 from .train_config import TrainConfig
@@ -361,55 +359,3 @@ def _log(job: _Job, writer: Any, record: dict[str, Any]) -> None:
             + (f', val PSNR {record["val_psnr"]:.2f} dB (bicubic '
                f'{record["val_psnr_bicubic"]:.2f} dB)' if 'val_psnr' in record else '')
             + f', {record["time"]:.1f} s')
-
-
-# -- command line: liif train ------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('config', help='a training config: a YAML file or a packaged name')
-    parser.add_argument('--name', help='run name (default: _<config stem>, as the official '
-                                       'code); the run is saved in save/<name>')
-    parser.add_argument('--save-dir', help='save folder (overrides save/<name>)')
-    parser.add_argument('--resume', action='store_true',
-                        help='continue from the save folder\'s epoch-last.pth')
-    parser.add_argument('--data-root', default=DEFAULT_DATA_ROOT,
-                        help="where the config's ./load/... data paths point (default: %(default)s, "
-                             'where `liif data fetch` puts them; `load` for the official layout)')
-    parser.add_argument('--device', help='cpu, cuda, cuda:1, ... (default: CUDA if available)')
-    parser.add_argument('--num-workers', type=int, help='DataLoader workers per process')
-    parser.add_argument('--amp', nargs='?', const=True, default=False,
-                        choices=tuple(AMP_DTYPES),
-                        help='mixed precision: --amp fp16 (gradients scaled), --amp bf16, or '
-                             '--amp alone for fp16 on CUDA and bf16 on CPU (default: float32)')
-    parser.add_argument('--no-tf32', dest='tf32', action='store_false',
-                        help='on CUDA, keep float32 matrix products in full float32 '
-                             '(default: TF32)')
-    parser.add_argument('--epochs', type=int, help='override epoch_max')
-    parser.add_argument('--time-limit', type=float, metavar='MINUTES',
-                        help='stop after the last epoch that fits in this many minutes '
-                             '(continue later with --resume; the schedule still spans '
-                             'epoch_max)')
-    parser.add_argument('--seed', type=int, help="override the config's seed (default 0)")
-    parser.add_argument('--threads', type=int, help='CPU threads for PyTorch (on a busy machine '
-                        '1 can be many times faster than the default)')
-
-
-def run(args: argparse.Namespace) -> int:
-    from .configs import load_config
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    config = load_config(args.config)
-    if args.epochs is not None:
-        config['epoch_max'] = args.epochs
-    if args.seed is not None:
-        config['seed'] = args.seed
-    name = args.name or '_' + Path(args.config).stem
-    save_dir = Path(args.save_dir) if args.save_dir else Path('save') / name
-    result = train(config, save_dir, resume=args.resume, data_root=args.data_root,
-                   device=args.device, num_workers=args.num_workers, amp=args.amp,
-                   tf32=args.tf32, progress=args.progress,
-                   time_limit=None if args.time_limit is None else 60 * args.time_limit)
-    if distributed_env()[0] == 0:
-        print(f'done: epoch {result["epoch"]}, checkpoints in {save_dir}')
-    return 0

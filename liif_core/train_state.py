@@ -32,6 +32,7 @@ from torch.optim.lr_scheduler import MultiStepLR
 
 from .atomic import atomic_write
 from .checkpoint import CheckpointError, load_model, save_model
+from .device import cpu_name
 from .init import apply_init
 from .registry import make_model
 from .rng import rng_state, seed_everything, set_rng_state
@@ -162,7 +163,8 @@ def save(state: TrainState, cfg: TrainConfig, save_dir: Path, epoch: int,
     is_best = record.get('val_psnr', -math.inf) > state.best_val
     state.best_val = max(state.best_val, record.get('val_psnr', -math.inf))
     extra = {'optimizer': {**cfg.optimizer, 'sd': state.optimizer.state_dict()},
-             'epoch': epoch, 'rng': rng, 'best_val_psnr': state.best_val, 'log': state.log}
+             'epoch': epoch, 'rng': rng, 'best_val_psnr': state.best_val, 'log': state.log,
+             'data_norm': cfg.data_norm}
     if state.scaler is not None:
         extra['grad_scaler'] = state.scaler.state_dict()
     save_model(state.model, save_dir / 'epoch-last.pth', **extra)
@@ -186,7 +188,6 @@ def append_log(save_dir: Path, record: dict[str, Any]) -> None:
 def record_piece(save_dir: Path, epoch_start: int, world_size: int,
                  amp_dtype: torch.dtype | None, device: torch.device) -> None:
     """Append what this start or resume runs on to ``pieces.jsonl``."""
-    from .bench import cpu_name  # the machine description lives with the timings
     piece = {'epoch_start': epoch_start, 'started': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
              'commit': _git_commit(), 'torch': torch.__version__,
              'cpu': cpu_name(), 'device': str(device), 'processes': world_size,

@@ -283,7 +283,7 @@ def upscale(work: Path, device: torch.device, width: int, height: int) -> dict[s
 
 
 def main() -> int:
-    from liif_core.bench import cpu_name
+    from liif_core.device import cpu_name
     cuda = torch.cuda.is_available()
     if cuda:
         device, name = torch.device('cuda'), torch.cuda.get_device_name(0)

@@ -7,7 +7,7 @@ state, overwritten by each piece), ``log.jsonl``, ``pieces.jsonl`` and ``config.
 trains until the last epoch that fits in ``--minutes`` (``liif train --time-limit``), so that it
 ends with its state saved and can be committed; the next piece resumes it bit for bit on the
 same kind of CPU. When the last epoch is done, the weights ship
-(``python -m liif_core.pretrained RUN/epoch-last.pth --name NAME``) and the training state
+(``liif_core.pretrained.ship(RUN/epoch-last.pth, NAME)``) and the training state
 leaves the repository; the log, the pieces and the config stay.
 
 Float results depend on the thread count and on the CPU kernels torch picks, so every piece
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from liif_core.bench import cpu_name
+from liif_core.device import cpu_name
 from liif_core.train_state import read_records
 
 CONFIG = 'cpu/train_edsr-baseline-liif-standin-long'

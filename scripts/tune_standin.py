@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from liif_core import make_model
-from liif_core.bench import cpu_name
+from liif_core.device import cpu_name
 from liif_core.configs import load_config
 from liif_core.data import make_data
 from liif_core.init import apply_init

@@ -147,7 +147,7 @@ def measure() -> dict:
     cached = {'first_epoch': cached_first_epoch(),
               **{file: cached_sweep_entry(file) for file in SWEEP_CHECKS}}
     observed = [run['numbers'] for run in runs.values()] + [o['numbers'] for o in others]
-    from liif_core.bench import machine_description
+    from liif_core.device import machine_description
     return {'command': 'python tests/kernel_paths.py', 'machine': machine_description(1),
             'cached': cached, 'runs': runs, 'other_machines': others,
             'max_abs_drift': _max_drift(cached, observed)}

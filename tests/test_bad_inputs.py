@@ -131,10 +131,10 @@ CASES = {
     'unknown_dataset': (['data', 'fetch', 'div3k', '--root', '{o}'],
                         1, "unknown dataset 'div3k'; known: ..."),
     'official_checkpoint_not_fetched': (['test', '--hr', '{w}/hr', '--scales', '2', '--weights',
-                                         'rdn-liif', '--data-root', '{o}'],
+                                         'rdn_liif.div2k', '--data-root', '{o}'],
                                         1, "{o}/weights/rdn-liif.pth: the official checkpoint "
-                                           "'rdn-liif' is not downloaded; run `liif data fetch "
-                                           "rdn-liif` --root {o}"),
+                                           "'rdn_liif.div2k' is not downloaded; run `liif data "
+                                           "fetch rdn_liif.div2k` --root {o}"),
 }
 
 

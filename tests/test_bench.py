@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from liif_core import LIIF, upscale
-from liif_core.bench import CONDITIONS, QUICK_CASES, _case_input, _official, competing_load
+from liif_core.bench import CONDITIONS, QUICK_CASES, case_input, _official, competing_load
 
 
 def test_bench_quick_writes_every_case(tmp_path):
@@ -47,7 +47,7 @@ def test_upscale_and_the_fast_query_give_the_official_numbers(size, scale):
     model = LIIF({'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
                                                     'no_upsampling': True}},
                  {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64, 64]}}).eval()
-    lr = _case_input(size, torch.device('cpu'))
+    lr = case_input(size, torch.device('cpu'))
     official = _official(model, lr, scale, 30000)
     fast = _official(model, lr, scale, 2**62, fast=True)
     # several bands and work units on the workers

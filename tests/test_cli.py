@@ -294,16 +294,30 @@ def test_list(tmp_path, capsys):
     assert out.startswith('configs (liif train / liif test CONFIG):\n  cpu/ablation/')
     assert '\n  test/test-div2k-4\n' in out and '\n  train-div2k/train_rdn-liif\n' in out
     assert ('shipped weights (--weights NAME):\n'
-            '  edsr-baseline-liif-standin       EDSR-baseline-LIIF trained on the 27 stand-in '
+            '  edsr_baseline_liif.standin       EDSR-baseline-LIIF trained on the 27 stand-in '
             'photos on a 2-core CPU (1,360 steps; the default until the long run continued it)\n'
-            '  edsr-baseline-liif-standin-long  edsr-baseline-liif-standin continued for 13,600 '
+            '  edsr_baseline_liif.standin_long  edsr_baseline_liif.standin continued for 13,600 '
             'steps on one CPU thread (default)\n') in out
     assert f'official checkpoints (liif data fetch NAME; --weights NAME), under {tmp_path}:' in out
-    assert '\n  edsr-baseline-liif   absent   The official EDSR-baseline-LIIF' in out
-    assert '\n  rdn-liif             present  The official RDN-LIIF' in out
+    assert '\n  edsr_baseline_liif.div2k         absent   The official EDSR-baseline-LIIF' in out
+    assert '\n  rdn_liif.div2k                   present  The official RDN-LIIF' in out
     assert f'datasets (liif data fetch NAME), under {tmp_path}:' in out
     assert '\n  standin              present  Stand-in' in out
     assert '\n  div2k                absent   DIV2K' in out
+
+
+def test_old_weights_names_work_with_one_note(tmp_path, capsys):
+    Image.new('RGB', (6, 5)).save(tmp_path / 'in.png')
+    for old, new in (('edsr-baseline-liif-standin', 'edsr_baseline_liif.standin'),
+                     ('edsr-baseline-liif-standin-long', 'edsr_baseline_liif.standin_long')):
+        assert main(['upscale', str(tmp_path / 'in.png'), str(tmp_path / f'{old}.png'),
+                     '--scale', '2', '--weights', old]) == 0
+        assert capsys.readouterr().err == f"liif upscale: note: '{old}' is now named '{new}'\n"
+        assert main(['upscale', str(tmp_path / 'in.png'), str(tmp_path / f'{new}.png'),
+                     '--scale', '2', '--weights', new]) == 0
+        assert capsys.readouterr().err == ''
+        assert np.array_equal(np.asarray(read_image(tmp_path / f'{old}.png')),
+                              np.asarray(read_image(tmp_path / f'{new}.png')))
 
 
 def test_version(capsys):

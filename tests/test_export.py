@@ -16,6 +16,7 @@ import torch
 
 from liif_core import LIIF, make_model, save_model
 from liif_core.coords import make_coord
+from liif_core.cli import main
 from liif_core.export import GRAPHS, export_onnx
 from liif_core.liif import single_threaded
 from liif_core.models import edsr_baseline_metasr
@@ -179,6 +180,23 @@ def test_export_is_deterministic(tmp_path):
     for file in [*GRAPHS.values(), 'model.json']:
         assert (tmp_path / 'again' / file).read_bytes() == (tmp_path / 'first' / file).read_bytes()
     assert len(set(first['sha256'].values())) == 3
+
+
+def test_liif_export_command(tmp_path, capsys):
+    """`liif export` writes the same files as the library, and takes the data_norm that a
+    training save records."""
+    save_model(small_liif(), tmp_path / 'epoch-last.pth', epoch=3, data_norm=NOISY_NORM)
+    assert main(['export', str(tmp_path / 'cli'), '--weights', str(tmp_path / 'epoch-last.pth'),
+                 '--no-progress']) == 0
+    assert capsys.readouterr().out.split() == [
+        str((tmp_path / 'cli' / f).resolve()) for f in [*GRAPHS.values(), 'model.json']]
+    info = json.loads((tmp_path / 'cli' / 'model.json').read_text())
+    assert info['name'] == 'epoch-last' and info['data_norm'] == NOISY_NORM
+    export_onnx(tmp_path / 'epoch-last.pth', tmp_path / 'lib')
+    for file in [*GRAPHS.values(), 'model.json']:
+        assert (tmp_path / 'cli' / file).read_bytes() == (tmp_path / 'lib' / file).read_bytes()
+    assert main(['export', str(tmp_path / 'x'), '--weights', str(tmp_path / 'none.pth')]) == 1
+    assert 'liif export: error: ' in capsys.readouterr().err
 
 
 def test_non_paper_data_norm(tmp_path):

@@ -357,7 +357,8 @@ def test_packaged_checkpoint_manifests():
         assert entry['sha256'] is None  # not published: recorded on first download
 
 
-def test_official_checkpoint_is_fetched_then_found_by_name(server, tmp_path, monkeypatch):
+def test_official_checkpoint_is_fetched_then_found_by_name(server, tmp_path, monkeypatch,
+                                                           capsys):
     data = REFERENCE_CKPT.read_bytes()
     server.files['/edsr-baseline-liif.pth'] = data
     packaged = fetch_module.load_manifest
@@ -372,22 +373,25 @@ def test_official_checkpoint_is_fetched_then_found_by_name(server, tmp_path, mon
     monkeypatch.chdir(tmp_path)  # the default data root, ./data, is here
     path = tmp_path / 'data' / 'weights' / 'edsr-baseline-liif.pth'
     with pytest.raises(FetchError, match=r'is not downloaded; run `liif data fetch '
-                                         r'edsr-baseline-liif`$'):
-        resolve_weights('edsr-baseline-liif')
+                                         r'edsr_baseline_liif.div2k`$'):
+        resolve_weights('edsr_baseline_liif.div2k')
     with pytest.warns(UserWarning, match='no published sha256'):
-        assert main(['data', 'fetch', 'edsr-baseline-liif', '--no-progress']) == 0
+        assert main(['data', 'fetch', 'edsr_baseline_liif.div2k', '--no-progress']) == 0
     assert path.read_bytes() == data
     assert json.loads((tmp_path / 'data' / 'fetch-lock.json').read_text()) == {
         'edsr-baseline-liif.pth': sha256(data)}
-    assert main(['data', 'fetch', '--no-progress', 'edsr-baseline-liif']) == 0
+    capsys.readouterr()
+    assert main(['data', 'fetch', '--no-progress', 'edsr-baseline-liif']) == 0  # the old name
+    assert capsys.readouterr().err == ("liif data: note: 'edsr-baseline-liif' is now named "
+                                       "'edsr_baseline_liif.div2k'\n")
     assert len(server.log) == 1  # already there: no second request
-    for name in ('edsr-baseline-liif', 'edsr-baseline-liif.pth'):
+    for name in ('edsr_baseline_liif.div2k', 'edsr-baseline-liif', 'edsr-baseline-liif.pth'):
         assert resolve_weights(name) == Path('data') / 'weights' / 'edsr-baseline-liif.pth'
     Image.new('RGB', (6, 5)).save(tmp_path / 'in.png')
     assert main(['upscale', 'in.png', 'out.png', '--scale', '2',
-                 '--weights', 'edsr-baseline-liif']) == 0
+                 '--weights', 'edsr_baseline_liif.div2k']) == 0
     assert Image.open(tmp_path / 'out.png').size == (12, 10)
     with open(path, 'ab') as f:
         f.write(b'\0')
     with pytest.raises(FetchError, match='sha256 differs from the one recorded at download'):
-        resolve_weights('edsr-baseline-liif')
+        resolve_weights('edsr_baseline_liif.div2k')

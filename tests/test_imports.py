@@ -51,3 +51,16 @@ def test_no_import_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_only_the_command_line_imports_argparse():
+    """Library modules know nothing of the command line: argparse lives in liif_core.cli."""
+    cli = PACKAGE / 'cli'
+    offenders = []
+    for path in PACKAGE.rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            if 'argparse' in names and cli not in path.parents:
+                offenders.append(module_name(path))
+    assert (cli / 'common.py').is_file() and offenders == []

@@ -220,14 +220,23 @@ def test_architectures_are_the_official_specs():
 
 
 def test_create_model_with_weights(reference_ckpt_path):
-    shipped = create_model('edsr_baseline_liif', pretrained='standin-long')
+    shipped = create_model('edsr_baseline_liif.standin_long')
     assert not shipped.training
     first = create_model('edsr_baseline_liif', pretrained='standin')  # the weights it continued
     assert not torch.equal(first.imnet.linears[0].weight, shipped.imnet.linears[0].weight)
+    # The tag as an argument, and in its old spelling, names the same weights.
+    for same in (create_model('edsr_baseline_liif', pretrained='standin_long'),
+                 create_model('edsr_baseline_liif', pretrained='standin-long')):
+        assert torch.equal(same.imnet.linears[0].weight, shipped.imnet.linears[0].weight)
+    assert list_models(pretrained=True) == [
+        'edsr_baseline_liif.div2k', 'edsr_baseline_liif.standin', 'edsr_baseline_liif.standin_long',
+        'rdn_liif.div2k']
+    with pytest.raises(ValueError, match='already names its weights'):
+        create_model('edsr_baseline_liif.standin', pretrained='standin_long')
     official = create_model('edsr_baseline_liif', pretrained=reference_ckpt_path)
     assert torch.equal(official.imnet.linears[0].weight,
                        load_model(reference_ckpt_path).imnet.linears[0].weight)
-    with pytest.raises(ValueError, match="no shipped weights 'paper' for edsr_baseline_liif"):
+    with pytest.raises(ValueError, match="no weights 'paper' for edsr_baseline_liif; known: edsr_baseline_liif.div2k, "):
         create_model('edsr_baseline_liif', pretrained='paper')
     with pytest.raises(CheckpointError, match='not edsr_baseline_metasr'):
         create_model('edsr_baseline_metasr', pretrained=reference_ckpt_path)

@@ -11,6 +11,7 @@ from liif_core.configs import load_config
 from liif_core.pretrained import (DEFAULT_MODEL, PRETRAINED, file_sha256, get_pretrained,
                                   load_pretrained, resolve_model, training_log)
 import liif_core.pretrained as pretrained
+from liif_core.render import NO_DATA_NORM
 
 
 def test_every_shipped_file_matches_its_pinned_sha256():
@@ -70,6 +71,17 @@ def test_resolve_model_names_paths_and_default(tmp_path):
         get_pretrained('edsr')
 
 
+def test_old_names_still_work_in_python(recwarn):
+    assert DEFAULT_MODEL == 'edsr_baseline_liif.standin_long'
+    for old, new in pretrained.OLD_NAMES.items():
+        assert pretrained.renamed(old) == new
+    assert get_pretrained('edsr-baseline-liif-standin') == PRETRAINED['edsr_baseline_liif.standin']
+    assert training_log('edsr-baseline-liif-standin-long') == training_log()
+    assert resolve_model('edsr-baseline-liif-standin').spec == load_pretrained().spec
+    assert pretrained.renamed(DEFAULT_MODEL) is None
+    assert len(recwarn) == 0  # the book builds with warnings as errors
+
+
 def test_upscale_without_a_model_uses_the_shipped_weights():
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -85,15 +97,16 @@ def test_export_strips_the_optimizer_and_copies_the_log(tmp_path, monkeypatch):
     run.mkdir()
     model = load_pretrained()
     from liif_core.checkpoint import save_model
-    save_model(model, run / 'epoch-last.pth', epoch=7,
+    save_model(model, run / 'epoch-last.pth', epoch=7, data_norm=NO_DATA_NORM,
                optimizer={'name': 'adam', 'args': {'lr': 1e-4}, 'sd': {'state': {}}})
     (run / 'log.jsonl').write_text(json.dumps({'epoch': 7}) + '\n')
     monkeypatch.setattr(pretrained, 'WEIGHTS_DIR', tmp_path / 'weights')
-    digest = pretrained.export(run / 'epoch-last.pth')
+    digest = pretrained.ship(run / 'epoch-last.pth')
     entry = get_pretrained()
     assert digest == file_sha256(entry.path)
     ckpt = torch.load(entry.path, weights_only=True)
-    assert set(ckpt) == {'model', 'epoch'} and ckpt['epoch'] == 7
+    assert set(ckpt) == {'model', 'epoch', 'data_norm'} and ckpt['epoch'] == 7
+    assert ckpt['data_norm'] == NO_DATA_NORM  # the run's normalisation travels with it
     assert entry.log_path.read_text() == '{"epoch": 7}\n'
     load_model(entry.path)
 

@@ -317,3 +317,30 @@ def test_device_leaves_the_callers_model_where_it_was(tiny):
     assert next(tiny.parameters()).device.type == 'cpu'
     torch.testing.assert_close(out, upscale(smooth(6, 7), scale=2, model=tiny),
                                rtol=0, atol=1e-4)
+
+
+# -- normalisation -----------------------------------------------------------------------------
+
+def test_upscale_normalises_by_the_checkpoints_data_norm(reference_model, tmp_path):
+    """A checkpoint trained without normalisation (sub 0, div 1) is decoded with it by
+    ``upscale``, ``liif upscale`` and ``render`` alike, not with the paper's (x - 0.5) / 0.5."""
+    from liif_core.cli import main
+    from liif_core.render import NO_DATA_NORM, PAPER_DATA_NORM
+    path = tmp_path / 'no-norm.pth'
+    liif_core.save_model(reference_model, path, data_norm=NO_DATA_NORM)
+    model = load_model(path)
+    assert model.data_norm == NO_DATA_NORM
+    img = smooth(12, 10)
+    ours = upscale(img, scale=2, model=model)
+    expected = render(model, img, scale=2, data_norm=NO_DATA_NORM, bsize=None)
+    assert expected.std() > 0.05  # not a blank image, which any normalisation could clamp to
+    assert (ours - expected).abs().max() < 1e-5  # banded == whole, as for the paper's norm
+    assert torch.equal(render(model, img, scale=2, bsize=None), expected)
+    paper = render(model, img, scale=2, data_norm=PAPER_DATA_NORM, bsize=None)
+    assert (paper - expected).abs().max() > 0.1
+    to_pil(img).save(tmp_path / 'in.png')
+    assert main(['upscale', str(tmp_path / 'in.png'), str(tmp_path / 'out.png'), '--scale', '2',
+                 '--weights', str(path), '--device', 'cpu']) == 0
+    assert np.array_equal(np.asarray(read_image(tmp_path / 'out.png')),
+                          np.asarray(upscale(read_image(tmp_path / 'in.png'), scale=2,
+                                             model=model)))

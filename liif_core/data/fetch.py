@@ -10,7 +10,7 @@ where its files come from, their checksums and how they unpack. Files land under
     data/standin/train/  data/standin/valid/  data/standin/valid_LR_bicubic/X2/  (standin)
     data/samples/HR/     data/samples/LR_bicubic/X2/                   (samples)
     data/weights/edsr-baseline-liif.pth   data/weights/rdn-liif.pth   (the official checkpoints,
-                                           found by ``--weights edsr-baseline-liif``)
+                             ``--weights edsr_baseline_liif.div2k``, ``--weights rdn_liif.div2k``)
 
 Downloads go to ``<file>.part`` and are renamed only once complete and verified, so a killed
 download never looks finished; running the command again resumes the ``.part`` with an HTTP
@@ -20,7 +20,6 @@ them. Where no checksum is published, the sha256 of the first download is record
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tarfile
@@ -147,20 +146,24 @@ def checkpoint_names() -> list[str]:
     return [n for n in manifest_names() if load_manifest(n)['kind'] == 'checkpoint']
 
 
-def checkpoint_path(name: str, root: str = DEFAULT_DATA_ROOT) -> str:
-    """Where ``liif data fetch NAME`` puts the official checkpoint ``name``, after checking that
-    it is there and still has the sha256 recorded when it was downloaded."""
+def checkpoint_path(name: str, root: str = DEFAULT_DATA_ROOT, fetch_as: str | None = None
+                    ) -> str:
+    """Where ``liif data fetch`` puts the official checkpoint of the manifest ``name``, after
+    checking that it is there and still has the sha256 recorded when it was downloaded;
+    ``fetch_as``: the name the hints tell the user to fetch it by (default ``name``)."""
     manifest = load_manifest(name)
     entry = manifest['files'][0]
     path = os.path.join(root, manifest['target'], entry['filename'])
+    fetch_as = fetch_as or name
     if not os.path.isfile(path):
-        raise FetchError(f'{path}: the official checkpoint {name!r} is not downloaded; run '
-                         f'`liif data fetch {name}`' + ('' if root == DEFAULT_DATA_ROOT
-                                                         else f' --root {root}'))
+        raise FetchError(f'{path}: the official checkpoint {fetch_as!r} is not downloaded; run '
+                         f'`liif data fetch {fetch_as}`' + ('' if root == DEFAULT_DATA_ROOT
+                                                           else f' --root {root}'))
     expected = entry.get('sha256') or read_lock(root).get(entry['filename'])
     if expected is not None and file_digest(path, 'sha256') != expected:
         raise FetchError(f'{path}: sha256 differs from the one recorded at download '
-                         f'({expected}); delete it and run `liif data fetch {name}` again')
+                         f'({expected}); delete it and run '
+                         f'`liif data fetch {fetch_as}` again')
     return path
 
 
@@ -174,29 +177,3 @@ def fetch(name: str, root: str = DEFAULT_DATA_ROOT, progress: bool = True) -> st
     if manifest.get('kind') not in kinds:
         raise ValueError(f"manifest {name!r} has unknown kind {manifest.get('kind')!r}")
     return kinds[manifest['kind']](manifest, root, progress=progress)
-
-
-# ----------------------------------------------------------------------------------------------
-# `liif data`
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest='action', metavar='ACTION', required=True)
-    p = sub.add_parser('fetch', help='download (or copy) a dataset or an official checkpoint '
-                                     'under the data root')
-    p.add_argument('names', nargs='+', metavar='NAME',
-                   help=f"one of: {', '.join(manifest_names())}")
-    p.add_argument('--root', default=DEFAULT_DATA_ROOT,
-                   help='data root; pass the same to `liif train/test --data-root` '
-                        '(default: %(default)s)')
-    sub.add_parser('list', help='the datasets and checkpoints `fetch` knows')
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.action == 'list':
-        for name in manifest_names():
-            print(f"{name:18s} {load_manifest(name)['title']}")
-        return 0
-    for name in args.names:
-        folder = fetch(name, args.root, progress=args.progress)
-        print(f'{name}: ready in {folder}')
-    return 0

@@ -1,0 +1,98 @@
+"""``liif bench``: end-to-end ``upscale`` timed against the official algorithm, on a quiet
+and on a loaded machine (``liif_core.bench`` holds the measurements)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..bench import (CASES, CONDITIONS, DEFAULT_SPEC, GEMM_SHAPE, QUICK_CASES, REFERENCE_CHUNK,
+                     SEED, TUNED_CHUNK, case_input, bench_case, competing_load, format_table,
+                     matmul_peak, paths, peak_extra_memory)
+from ..checkpoint import load_model
+from ..device import machine_description
+from ..liif import LIIF
+from ..registry import make_model
+from ..render import DTYPES, precision
+from .common import add_device_argument, add_threads_argument
+
+HELP = 'time the fast decoding path against the official algorithm'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--weights', metavar='PATH',
+                        help='a LIIF checkpoint (default: a randomly initialised EDSR-baseline '
+                             f'LIIF, seed {SEED}; speed does not depend on the weights)')
+    add_threads_argument(parser, f'torch threads (default: {torch.get_num_threads()})')
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='timed runs per path and case; the median is kept (default 3)')
+    add_device_argument(parser, 'where to decode (default: cpu)', default='cpu')
+    parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32',
+                        help='precision of the model (default float32)')
+    parser.add_argument('--conditions', default=','.join(CONDITIONS),
+                        help='quiet, loaded or both (default: quiet,loaded)')
+    parser.add_argument('--json', metavar='PATH', help='also write every case to this file')
+    parser.add_argument('--quick', action='store_true',
+                        help='a tiny case, one run each: checks that the benchmark works')
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise ValueError(f'--repeat must be at least 1, got {args.repeat}')
+    conditions = [c.strip() for c in args.conditions.split(',') if c.strip()]
+    if not conditions or any(c not in CONDITIONS for c in conditions):
+        raise ValueError(f'--conditions must list quiet and/or loaded, got {args.conditions!r}')
+    device = torch.device(args.device)
+    precision(args.dtype, device)  # an unsupported dtype fails before any work
+    threads = torch.get_num_threads()  # --threads, applied by liif_core.cli.main
+    cases, repeat = (QUICK_CASES, 1) if args.quick else (CASES, args.repeat)
+    if args.weights:
+        model, weights = load_model(args.weights, map_location=device), args.weights
+    else:
+        torch.manual_seed(SEED)
+        model, weights = make_model(DEFAULT_SPEC), f'random EDSR-baseline LIIF (seed {SEED})'
+    if not isinstance(model, LIIF) or model.imnet is None:
+        raise ValueError('liif bench needs a LIIF model with a decoder')
+    model.to(device).eval()
+    n_paths = len(paths(model, case_input(1, device), 1, threads))
+    results, ceilings = [], {}
+    with torch.no_grad(), tqdm(total=len(conditions) * len(cases) * repeat * n_paths,
+                               desc='bench', leave=False, disable=not args.progress) as progress:
+        for condition in conditions:
+            with competing_load() if condition == 'loaded' else contextlib.nullcontext():
+                ceilings[condition] = matmul_peak(device, args.dtype, repeat=2 if args.quick else 5)
+                for size, scale in cases:
+                    results.append(bench_case(model, size, scale, repeat, threads,
+                                              args.dtype, condition, ceilings[condition],
+                                              progress))
+    # Memory does not depend on the load: measured once per case, quiet.
+    for size, scale in cases:
+        peak = {path: peak_extra_memory(model, size, scale, path, threads, str(device),
+                                        args.dtype) for path in ('upscale', 'official')}
+        for case in results:
+            if (case['size'], case['scale']) == (size, scale):
+                case['peak_extra_bytes'] = peak
+    m, k, n = GEMM_SHAPE
+    report = {'command': 'liif bench ' + ' '.join(sys.argv[2:]),
+              'machine': machine_description(threads), 'weights': weights,
+              'device': str(device), 'dtype': args.dtype, 'threads': threads,
+              'repeat': repeat, 'gemm_shape': GEMM_SHAPE, 'ceiling_gflops': ceilings,
+              'cases': results}
+    print(f'machine: {report["machine"]}')
+    print(f'weights: {weights}; device {device}, {args.dtype}')
+    print('matmul ceiling (' + f'{m}x{k} @ {k}x{n}): '
+          + ', '.join(f'{c} {g:.1f} GFLOP/s' for c, g in ceilings.items()))
+    print(f'official: official algorithm, chunks of {REFERENCE_CHUNK}, the better of '
+          f'{threads} and 1 thread(s); official-tuned: chunks of {TUNED_CHUNK}; loaded: one '
+          f'competing CPU-bound process; median of {repeat} run(s); memory: peak resident set '
+          'added, one process per path and case')
+    print()
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
+    return 0
