@@ -1,0 +1,127 @@
+"""Hostile and careless use beyond bad arguments: other users on the machine, planted files,
+servers that lie, decompression bombs, two runs in one folder, a resume with another config,
+killed processes. Each case ends in one line (or is refused before any work), loses no file,
+and leaves nothing another user can read or plant. In process where it can be, in a subprocess
+where it must (locks held by another process, memory limits, SIGKILL)."""
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from liif_core.data import ImageFolder, folders
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, 'PYTHONPATH': ROOT}
+
+
+def write_images(folder, sizes, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for i, (h, w) in enumerate(sizes):
+        arrays.append(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        Image.fromarray(arrays[-1]).save(folder / f'{i:04d}.png')
+    return arrays
+
+
+def as_tensor(rgb):
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+
+
+# -- the torchrun in_memory cache in shared memory ---------------------------------------------
+
+@pytest.fixture
+def shm(tmp_path, monkeypatch):
+    """A stand-in for /dev/shm, and the environment of one of two torchrun processes."""
+    shared = tmp_path / 'shm'
+    shared.mkdir(mode=0o1777)
+    monkeypatch.setattr(folders, 'SHARED_DIR', str(shared))
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
+    monkeypatch.setenv('MASTER_PORT', '29555')
+    monkeypatch.setattr(folders.atexit, 'register', lambda *args: None)  # left to tmp_path
+    return shared
+
+
+def test_shared_images_are_private_to_the_user(tmp_path, shm):
+    arrays = write_images(tmp_path / 'HR', [(5, 7), (4, 4)])
+    dataset = ImageFolder(str(tmp_path / 'HR'), cache='in_memory')
+    private = shm / f'liif-{os.getuid()}'
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    modes = {p.name.split('.', 1)[1]: stat.S_IMODE(p.stat().st_mode) for p in private.iterdir()}
+    assert modes == {'u8': 0o600, 'json': 0o600, 'lock': 0o600, 'users': 0o600}
+    torch.testing.assert_close(dataset[0], as_tensor(arrays[0]), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('owner, mode', [(12345, 0o700), ('me', 0o777)])
+def test_a_planted_shared_folder_is_never_read(tmp_path, shm, owner, mode):
+    """Another user's folder at the private name (or one others can write into), holding a
+    white image set: each process reads the images itself instead, with a warning."""
+    arrays = write_images(tmp_path / 'HR', [(5, 7)])
+    private = shm / f'liif-{os.getuid()}'
+    private.mkdir()
+    os.chmod(private, mode)
+    if owner != 'me':
+        if os.getuid() != 0:
+            pytest.skip('making a folder of another user needs root')
+        os.chown(private, owner, -1)
+    for name in ('images-x.u8', 'images-x.json'):
+        (private / name).write_bytes(b'\xff' * 105)
+    with pytest.warns(UserWarning, match='not a folder private to this user'):
+        dataset = ImageFolder(str(tmp_path / 'HR'), cache='in_memory')
+    torch.testing.assert_close(dataset[0], as_tensor(arrays[0]), rtol=0, atol=0)
+    assert not isinstance(dataset.images[0], np.memmap)
+
+
+def test_a_set_whose_index_does_not_fit_is_rewritten(tmp_path, shm):
+    """A set left half-written, or edited, is decoded again, not trusted."""
+    arrays = write_images(tmp_path / 'HR', [(5, 7), (4, 4)])
+    ImageFolder(str(tmp_path / 'HR'), cache='in_memory')
+    (index,) = (shm / f'liif-{os.getuid()}').glob('*.json')
+    (data,) = (shm / f'liif-{os.getuid()}').glob('*.u8')
+    index.write_text(index.read_text().replace('[0, [5, 7, 3]]', '[90000, [5, 7, 3]]'))
+    data.write_bytes(b'\xff' * data.stat().st_size)  # what an edit would leave
+    second = ImageFolder(str(tmp_path / 'HR'), cache='in_memory')
+    for i, array in enumerate(arrays):
+        torch.testing.assert_close(second[i], as_tensor(array), rtol=0, atol=0)
+
+
+# Another process of the job: holds the set's users lock, as a process mapping it does.
+HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_SH)
+print('holding', flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_jobs_set_is_deleted_by_the_next_start_and_a_live_one_kept(tmp_path, shm,
+                                                                             monkeypatch):
+    write_images(tmp_path / 'HR', [(5, 7)])
+    exit_handlers = []
+    monkeypatch.setattr(folders.atexit, 'register', lambda *args: exit_handlers.append(args))
+    ImageFolder(str(tmp_path / 'HR'), cache='in_memory')
+    private = shm / f'liif-{os.getuid()}'
+    before = sorted(p.name for p in private.iterdir())
+    (users,) = private.glob('*.users')
+    holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(users)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == 'holding\n'
+        os.close(exit_handlers[0][1])  # this process is gone; the other still maps the set
+        folders._clean_unused(str(private))  # a new job starts
+        assert sorted(p.name for p in private.iterdir()) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)  # no exit handler runs
+        holder.wait()
+    assert len(before) == 4
+    folders._clean_unused(str(private))
+    assert list(private.iterdir()) == []
