@@ -125,3 +125,21 @@ def test_a_killed_jobs_set_is_deleted_by_the_next_start_and_a_live_one_kept(tmp_
     assert len(before) == 4
     folders._clean_unused(str(private))
     assert list(private.iterdir()) == []
+
+
+# -- image folders -----------------------------------------------------------------------------
+
+def test_an_image_folder_lists_no_temporary_file_and_decodes_every_file(tmp_path):
+    """A killed `liif data fetch` leaves NAME.png.<pid>.tmp (older versions) or a hidden
+    temporary file, a killed download NAME.part: none is an image of the set. A stray .npy is
+    decoded as any file is (and fails as one), never loaded as an array."""
+    arrays = write_images(tmp_path / 'HR', [(4, 4)])
+    for name in ('0000.png.4242.tmp', '.0000.png.k3j.4242@host.tmp', 'big.zip.part'):
+        (tmp_path / 'HR' / name).write_bytes(b'half')
+    dataset = ImageFolder(str(tmp_path / 'HR'))
+    assert [os.path.basename(p) for p in dataset.paths] == ['0000.png']
+    torch.testing.assert_close(dataset[0], as_tensor(arrays[0]), rtol=0, atol=0)
+    np.save(tmp_path / 'HR' / 'stray.npy', np.full((4, 4, 3), 255, np.uint8))
+    for cache in ('none', 'bin'):
+        with pytest.raises(folders.CorruptImageError, match='stray.npy: cannot decode image'):
+            ImageFolder(str(tmp_path / 'HR'), cache=cache)[1]

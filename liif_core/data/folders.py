@@ -12,7 +12,10 @@ Differences from the official code, all on inputs the official datasets never co
   the official ``convert('RGB')`` clips such values at 255 and returns a nearly white image.
 - Alpha (RGBA, LA, palette with transparency) is dropped, as ``convert('RGB')`` does; it is not
   composited onto a background.
-- Hidden files (names starting with '.') and sub-folders are not listed.
+- Hidden files (names starting with '.'), temporary files (``.tmp``, ``.part``) and sub-folders
+  are not listed; a folder whose archive is still being unpacked is refused.
+- Every file is decoded as an image, ``.npy`` files included (only the ``bin`` cache's own
+  arrays are read with ``np.load``).
 - The ``bin`` cache stores ``.npy`` arrays of the decoded RGB image (read back with
   ``allow_pickle=False``) instead of pickles of ``imageio.imread``; it therefore forces RGB like
   the other modes, where the official ``bin`` path kept grayscale images single-channel.
@@ -39,6 +42,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
+
+from ..atomic import atomic_write
 
 T = TypeVar('T')
 
@@ -299,6 +304,33 @@ def _remove(*paths: str) -> None:
             os.remove(path)
 
 
+def incomplete_marker(folder: str) -> str:
+    """The file that marks ``folder`` as being unpacked (``.<name>.incomplete`` beside it):
+    present from the first member written to the last, so an interrupted unpack shows."""
+    folder = os.path.normpath(folder)
+    return os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.incomplete')
+
+
+def _check_complete(root_path: str) -> None:
+    """Refuse a folder inside an archive whose unpacking was interrupted."""
+    folder = os.path.abspath(root_path)
+    while True:
+        if os.path.exists(incomplete_marker(folder)):
+            raise ValueError(f'image folder {root_path!r} is incomplete: unpacking {folder} '
+                             'was interrupted; run `liif data fetch` again to finish it')
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+
+
+def _is_listed(root_path: str, name: str) -> bool:
+    """Whether a folder entry is one of its images: not hidden, not a sub-folder, and not a
+    writer's temporary file (``.part``, ``.tmp``: a download or write cut short)."""
+    return (not name.startswith('.') and not name.endswith(('.tmp', '.part'))
+            and os.path.isfile(os.path.join(root_path, name)))
+
+
 class ImageFolder(Dataset):
     """The official ``image-folder`` dataset.
 
@@ -331,9 +363,9 @@ class ImageFolder(Dataset):
         self.skip_corrupt = skip_corrupt
         self.skipped: list[str] = []
 
+        _check_complete(root_path)
         if split_file is None:
-            names = sorted(f for f in os.listdir(root_path)
-                           if not f.startswith('.') and os.path.isfile(os.path.join(root_path, f)))
+            names = sorted(f for f in os.listdir(root_path) if _is_listed(root_path, f))
         else:
             with open(split_file) as f:
                 names = json.load(f)[split_key]
@@ -354,7 +386,8 @@ class ImageFolder(Dataset):
                 self.images = [_read_or_none(path, skip_corrupt) for path in
                                tqdm(self.paths, desc=f'loading {os.path.basename(root_path)}',
                                     leave=False, disable=None)]
-        elif cache == 'bin':
+        self.bin_paths: set[str] = set()  # the bin cache's arrays
+        if cache == 'bin':
             self.paths = [self._write_bin(path) for path in
                           tqdm(self.paths, desc=f'caching {os.path.basename(root_path)}',
                                leave=False, disable=None)]
@@ -376,9 +409,9 @@ class ImageFolder(Dataset):
                 if not self.skip_corrupt:
                     raise
                 return path
-            tmp = f'{bin_path}.{os.getpid()}.tmp.npy'
-            np.save(tmp, rgb, allow_pickle=False)
-            os.replace(tmp, bin_path)  # atomic: a killed run never leaves half an array
+            with atomic_write(bin_path) as f:  # a killed run never leaves half an array
+                np.save(f, rgb, allow_pickle=False)
+        self.bin_paths.add(bin_path)
         return bin_path
 
     def _load(self, i: int) -> torch.Tensor:
@@ -389,7 +422,7 @@ class ImageFolder(Dataset):
                 raise CorruptImageError(f'{self.paths[i]}: cannot decode image')
             return to_tensor(img)
         path = self.paths[i]
-        if path.endswith('.npy'):
+        if path in self.bin_paths:
             return to_tensor(np.load(path, allow_pickle=False))
         return to_tensor(read_rgb(path))
 
