@@ -21,14 +21,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from .atomic import atomic_write
 from .bands import output_bands, with_estimate
 from .device import resolve_device
-from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits, check_limits,
-                      output_format, quantise, read_source, save_image, to_pil, to_source)
+from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits,
+                      check_input, check_limits, output_format, quantise, read_source,
+                      save_image, to_pil, to_source)
 from .liif import LIIF
 from .pretrained import DEFAULT_MODEL, load_pretrained, resolve_model
 from .render import DTYPES, output_size, precision
@@ -108,6 +110,8 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         >>> big = upscale(Image.open('photo.jpg'), scale=3.5, model=model)  # doctest: +SKIP
     """
     model = _check_model(model)
+    if limits and isinstance(image, Image.Image):
+        check_input(image.height, image.width)  # before a lazily opened file is decoded
     source = to_source(image)
     h, w = source.values.shape[1:]
     H, W = output_size(h, w, size, scale)
@@ -155,7 +159,7 @@ def _plan(in_path: str | os.PathLike, out_path: str | os.PathLike,
     """Every check that needs no model, so bad input fails before any weights are read. The
     input is read first: in a folder, a file that is no image is reported as such, not by the
     output format its name implies."""
-    source, frames = read_source(in_path)
+    source, frames = read_source(in_path, limits)
     out_path = Path(out_path)
     fmt = output_format(out_path)
     if not out_path.parent.is_dir():

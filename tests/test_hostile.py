@@ -6,10 +6,10 @@ where it must (locks held by another process, memory limits, SIGKILL)."""
 import os
 import signal
 import stat
+import struct
 import subprocess
 import sys
-import textwrap
-import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -143,3 +143,56 @@ def test_an_image_folder_lists_no_temporary_file_and_decodes_every_file(tmp_path
     for cache in ('none', 'bin'):
         with pytest.raises(folders.CorruptImageError, match='stray.npy: cannot decode image'):
             ImageFolder(str(tmp_path / 'HR'), cache=cache)[1]
+
+
+# -- decoders bounded before they allocate -----------------------------------------------------
+
+def png(width, height, bits, color_type, idat, interlace=0):
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data)))
+    ihdr = struct.pack('>IIBBBBB', width, height, bits, color_type, 0, 0, interlace)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) + chunk(b'IDAT', idat) + chunk(b'IEND', b'')
+
+
+def bomb(inflated_mib):
+    """A 16-bit RGB PNG declared 2x2 whose image data inflate to ``inflated_mib`` MiB: one
+    compressed MiB of zeros, repeated (a full flush makes every later MiB compress alike)."""
+    z = zlib.compressobj(9)
+    block = b'\0' * 2**20
+    first = z.compress(block) + z.flush(zlib.Z_FULL_FLUSH)
+    again = z.compress(block) + z.flush(zlib.Z_FULL_FLUSH)
+    return png(2, 2, 16, 2, first + again * (inflated_mib - 1) + z.flush())
+
+
+# Reads each file named after the limit, in a process whose address space may grow by at most
+# 512 MiB more than it has once everything is imported; prints each outcome.
+BOUNDED = '''
+import resource, sys
+from liif_core.imageio import read_source
+with open('/proc/self/status') as f:
+    size = next(int(l.split()[1]) * 1024 for l in f if l.startswith('VmSize'))
+resource.setrlimit(resource.RLIMIT_AS, (size + 2**29, resource.RLIM_INFINITY))
+for path in sys.argv[1:]:
+    try:
+        read_source(path, limits=True)
+        print('read')
+    except ValueError as e:
+        print(e)
+'''
+
+
+def test_bombs_are_refused_within_a_memory_limit(tmp_path):
+    """3 MB declared 2x2 inflating to 3 GiB (inflated whole, it took 6.6 GB); a 12000x12000
+    16-bit PNG, over the input limit (decoded before the check, it took 6 GB)."""
+    (tmp_path / 'bomb.png').write_bytes(bomb(3072))
+    # Refused from its header: the data need not be there.
+    (tmp_path / 'huge.png').write_bytes(png(12000, 12000, 16, 2, zlib.compress(b'\0' * 72001)))
+    out = subprocess.run([sys.executable, '-c', BOUNDED, str(tmp_path / 'bomb.png'),
+                          str(tmp_path / 'huge.png')], capture_output=True, text=True, env=ENV,
+                         timeout=120)
+    assert out.stderr == '' and out.stdout.splitlines() == [
+        f'{tmp_path}/bomb.png: not a readable image (image data inflate to more than the 26 '
+        'bytes its header declares (a decompression bomb?))',
+        f'{tmp_path}/huge.png: the input is 12000x12000, 144 megapixels, over the limit of 134; '
+        'pass --no-limits (limits=False in Python) to lift it']
