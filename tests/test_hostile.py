@@ -3,7 +3,9 @@ servers that lie, decompression bombs, two runs in one folder, a resume with ano
 killed processes. Each case ends in one line (or is refused before any work), loses no file,
 and leaves nothing another user can read or plant. In process where it can be, in a subprocess
 where it must (locks held by another process, memory limits, SIGKILL)."""
+import json
 import os
+import re
 import signal
 import stat
 import struct
@@ -14,6 +16,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from liif_core.data import ImageFolder, folders
@@ -196,3 +199,199 @@ def test_bombs_are_refused_within_a_memory_limit(tmp_path):
         'bytes its header declares (a decompression bomb?))',
         f'{tmp_path}/huge.png: the input is 12000x12000, 144 megapixels, over the limit of 134; '
         'pass --no-limits (limits=False in Python) to lift it']
+
+
+# -- training runs: one writer, the same run resumed, every value checked first ---------------
+
+from test_train import RandomCrops, make_config, smooth_images  # noqa: E402
+
+from liif_core import load_model  # noqa: E402
+from liif_core.checkpoint import CheckpointError  # noqa: E402
+from liif_core.render import NO_DATA_NORM, PAPER_DATA_NORM  # noqa: E402
+from liif_core.train import train  # noqa: E402
+from liif_core.train_config import ConfigError  # noqa: E402
+from liif_core.train_state import RunFolderBusy, hold_save_dir  # noqa: E402
+
+REFERENCE_CKPT = os.path.join(ROOT, 'tests', 'reference', 'edsr_liif_reference.pth')
+
+
+def tiny_run(config, save_dir, **kwargs):
+    torch.set_num_threads(1)
+    images = smooth_images(3)
+    kwargs.setdefault('train_data', RandomCrops(images))
+    kwargs.setdefault('val_data', RandomCrops(images, repeat=2))
+    return train(config, save_dir, device='cpu', num_workers=kwargs.pop('workers', 0),
+                 progress=False, log=lambda line: None, **kwargs)
+
+
+@pytest.fixture(scope='module')
+def one_epoch(tmp_path_factory):
+    """A run of one epoch (of two planned), its files kept to compare with."""
+    save_dir = tmp_path_factory.mktemp('run')
+    tiny_run(make_config(epoch_max=1), save_dir)
+    return save_dir
+
+
+def snapshot(folder):
+    """Every file of a run but the lock (which names its last holder)."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != '.writer.lock'}
+
+
+def copy_run(source, target):
+    target.mkdir()
+    for name, data in snapshot(source).items():
+        (target / name).write_bytes(data)
+    return target
+
+
+def test_checkpoints_record_their_normalisation(one_epoch, tmp_path):
+    """Every checkpoint written by training says how its inputs were normalised, and
+    load_model exposes it; official files without the key get the paper's."""
+    ckpt = torch.load(one_epoch / 'epoch-last.pth', weights_only=True)
+    assert ckpt['data_norm'] == make_config()['data_norm']
+    assert load_model(one_epoch / 'epoch-last.pth').data_norm == make_config()['data_norm']
+    assert 'data_norm' not in torch.load(REFERENCE_CKPT, weights_only=True)
+    assert load_model(REFERENCE_CKPT).data_norm == PAPER_DATA_NORM
+    tiny_run(make_config(epoch_max=1, data_norm=None), tmp_path / 'raw')
+    assert load_model(tmp_path / 'raw' / 'epoch-last.pth').data_norm == NO_DATA_NORM
+
+
+@pytest.mark.parametrize('change, named', [
+    ({'model': {'name': 'liif', 'args': {
+        'encoder_spec': {'name': 'edsr-baseline',
+                         'args': {'n_resblocks': 1, 'n_feats': 16, 'no_upsampling': True}},
+        'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}}},
+     'model.args.encoder_spec.args.n_feats (8 in the checkpoint, 16 in the config)'),
+    ({'data_norm': None},
+     "data_norm.inp.div ([0.5] in the checkpoint, [1] in the config); data_norm.inp.sub"),
+    ({'optimizer': {'name': 'adam', 'args': {'lr': 1e-4}}},
+     'optimizer.args.lr (0.001 in the checkpoint, 0.0001 in the config); to continue with '
+     'the new optimizer settings on purpose, pass --new-optimizer (new_optimizer=True)'),
+    ({'epoch_max': 1},
+     'the run has trained 1 epochs, epoch_max is 1: nothing left to train; raise epoch_max '
+     '(--epochs) to train further'),
+])
+def test_a_resume_with_another_config_is_refused_and_changes_nothing(one_epoch, tmp_path,
+                                                                     change, named):
+    run = copy_run(one_epoch, tmp_path / 'run')
+    config = {**make_config(epoch_max=2), **change}
+    with pytest.raises(ConfigError, match='^' + re.escape(f'{run}/epoch-last.pth: ')
+                       + '.*' + re.escape(named)):
+        tiny_run(config, run, resume=True)
+    assert snapshot(run) == snapshot(one_epoch)  # config.yaml and every checkpoint as they were
+
+
+def test_new_optimizer_settings_on_purpose(one_epoch, tmp_path):
+    """The new lr, decayed by the milestone already passed (epoch 1, gamma 0.5), as if the
+    run had used it from the start; Adam's moments kept."""
+    run = copy_run(one_epoch, tmp_path / 'run')
+    tiny_run(make_config(epoch_max=2, lr=1e-4), run, resume=True, new_optimizer=True)
+    log = [json.loads(line) for line in (run / 'log.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in log] == [1, 2] and log[1]['lr'] == pytest.approx(0.5e-4)
+    ckpt = torch.load(run / 'epoch-last.pth', weights_only=True)
+    assert ckpt['optimizer']['args'] == {'lr': 1e-4}
+    assert yaml.safe_load((run / 'config.yaml').read_text())['optimizer']['args'] == {'lr': 1e-4}
+
+
+class CodePickle:
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+@pytest.fixture(scope='module')
+def bad_checkpoints(tmp_path_factory, one_epoch):
+    folder = tmp_path_factory.mktemp('bad')
+    ckpt = torch.load(one_epoch / 'epoch-last.pth', weights_only=True)
+    torch.save({'model': ckpt['model']}, folder / 'weights-only.pth')
+    torch.save({**ckpt, 'epoch': '3'}, folder / 'epoch-text.pth')
+    torch.save({**ckpt, 'optimizer': {'name': 'adam', 'args': {'lr': 1e-3}, 'sd': {'state': 1}}},
+               folder / 'optimizer-damaged.pth')
+    torch.save({**ckpt, 'rng': CodePickle()}, folder / 'code.pth')
+    (folder / 'a-folder.pth').mkdir()
+    return folder
+
+
+@pytest.mark.parametrize('name, message', [
+    ('weights-only.pth', 'cannot resume from it: it holds weights but no optimizer state '
+                         '(shipped or released weights are such files); to start a new run '
+                         'from its weights, set `init: {p}` in the config'),
+    ('epoch-text.pth', "cannot resume from it: its epoch is '3', not a whole number >= 1"),
+    ('optimizer-damaged.pth', 'cannot resume from it: its optimizer state is damaged'),
+    ('code.pth', 'refused to load: the file holds objects other than tensors and plain '
+                 'containers, which could run code when unpickled; a LIIF checkpoint holds '
+                 'only those'),
+    ('a-folder.pth', 'a folder, not a checkpoint file'),
+])
+def test_resuming_from_an_unusable_checkpoint_is_one_line(bad_checkpoints, tmp_path, name,
+                                                          message):
+    path = bad_checkpoints / name
+    with pytest.raises(ValueError) as error:
+        tiny_run(make_config(epoch_max=3, resume=str(path)), tmp_path / 'new')
+    assert str(error.value).startswith(f'{path}: ' + message.format(p=path))
+    assert '\n' not in str(error.value) and 'weights_only' not in str(error.value)
+    assert not (tmp_path / 'new').exists()
+
+
+def test_one_writer_per_run_folder(tmp_path):
+    """A second run on a folder being written is refused, naming the first; the lock file a
+    run leaves behind (ended or killed: the kernel drops the lock) holds no one back."""
+    with hold_save_dir(tmp_path, True):
+        with pytest.raises(RunFolderBusy, match=f'^{tmp_path}: another training run is writing '
+                                                f'to it \\(pid {os.getpid()} on .*\\); wait for '
+                                                'it to end, or choose another --save-dir$'):
+            tiny_run(make_config(epoch_max=1), tmp_path)
+        assert not (tmp_path / 'epoch-last.pth').exists()
+    tiny_run(make_config(epoch_max=1), tmp_path)
+    assert len((tmp_path / 'log.jsonl').read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'eval_type': 'div2k'}, "eval_type must be 'div2k-N', 'benchmark-N' or absent, got 'div2k'"),
+    ({'optimizer': {'name': 'adam', 'args': {'lr': 1e-4, 'beta': 0.9}}},
+     "optimizer.args: Adam.__init__() got an unexpected keyword argument 'beta'"),
+    ({'optimizer': {'name': 'adam', 'args': [1e-4]}}, 'optimizer.args must be a mapping'),
+    ({'optimizer': {'name': 'adamw', 'args': {}}}, "optimizer.name must be one of adam, sgd"),
+    ({'optimizer': {'name': 'adam', 'args': {'lr': 1e300}}},
+     'optimizer.args.lr must be a number in [0, 10], got 1e+300'),
+    ({'multi_step_lr': {'milestones': [1], 'gamma': 0.5, 'step': 3}},
+     "multi_step_lr: MultiStepLR.__init__() got an unexpected keyword argument 'step'"),
+    ({'data_norm': {'inp': {'sub': [0.5], 'div': [0]}, 'gt': {'sub': [0.5, 1], 'div': [1]}}},
+     'data_norm.inp.div must be a list of 1 or 3 finite numbers other than 0, got [0]; '
+     'data_norm.gt.sub must be a list of 1 or 3 finite numbers, got [0.5, 1]'),
+    ({'eval_bsize': '30000'}, "eval_bsize must be an integer >= 1, got '30000'"),
+])
+def test_every_config_value_is_checked_before_anything_runs(tmp_path, change, message):
+    with pytest.raises(ConfigError, match='^training config: ' + re.escape(message)):
+        tiny_run({**make_config(), **change}, tmp_path / 'run')
+    assert not (tmp_path / 'run').exists()
+
+
+def test_scale_max_must_be_finite():
+    from liif_core.data import SRImplicitDownsampled
+    with pytest.raises(ValueError, match=r'need finite numbers 0 < scale_min <= scale_max, got '
+                                         r'1, inf'):
+        SRImplicitDownsampled(None, scale_max=float('inf'))
+
+
+def test_a_validation_set_of_mixed_sizes_is_refused_before_the_first_step(tmp_path):
+    from liif_core.data import SRImplicitPaired, PairedImageFolders
+    write_images(tmp_path / 'lr', [(4, 4), (5, 4)])
+    write_images(tmp_path / 'hr', [(8, 8), (10, 8)])
+    val = SRImplicitPaired(PairedImageFolders(str(tmp_path / 'lr'), str(tmp_path / 'hr')))
+    with pytest.raises(ConfigError, match=r'^val_dataset: batch_size 4 batches whole images, '
+                                          r'which differ in size \(8x8 and 10x8, ...\); set '):
+        tiny_run(make_config(), tmp_path / 'run', val_data=val)
+    assert not (tmp_path / 'run' / 'log.jsonl').exists()
+
+
+class Unreadable(RandomCrops):
+    def __getitem__(self, idx):
+        raise folders.CorruptImageError(f'/data/{idx:04d}.png: cannot decode image (truncated)')
+
+
+def test_a_data_error_in_a_worker_is_one_line(tmp_path):
+    with pytest.raises(folders.CorruptImageError) as error:
+        tiny_run(make_config(), tmp_path / 'run', workers=1,
+                 train_data=Unreadable(smooth_images(3)))
+    assert str(error.value) in {f'/data/{i:04d}.png: cannot decode image (truncated)'
+                                for i in range(12)}

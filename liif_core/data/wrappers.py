@@ -118,9 +118,11 @@ class SRImplicitDownsampled(Dataset):
         check_sizes('sr-implicit-downsampled', inp_size=inp_size, sample_q=sample_q,
                     texture_tries=texture_tries)
         scale_max = scale_min if scale_max is None else scale_max
-        if not 0 < scale_min <= scale_max:
-            raise ValueError(f'sr-implicit-downsampled: need 0 < scale_min <= scale_max, got '
-                             f'{scale_min!r}, {scale_max!r}')
+        finite = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                     for v in (scale_min, scale_max))
+        if not finite or not 0 < scale_min <= scale_max:
+            raise ValueError(f'sr-implicit-downsampled: need finite numbers 0 < scale_min <= '
+                             f'scale_max, got {scale_min!r}, {scale_max!r}')
         self.dataset = dataset
         self.inp_size = inp_size
         self.scale_min = scale_min
