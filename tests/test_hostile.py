@@ -395,3 +395,43 @@ def test_a_data_error_in_a_worker_is_one_line(tmp_path):
                  train_data=Unreadable(smooth_images(3)))
     assert str(error.value) in {f'/data/{i:04d}.png: cannot decode image (truncated)'
                                 for i in range(12)}
+
+
+# -- the library API refuses what the command line refuses -------------------------------------
+
+from liif_core import upscale, upscale_file  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def reference_model():
+    torch.set_num_threads(1)
+    return load_model(REFERENCE_CKPT)
+
+
+def test_shrinking_is_antialiased_and_runs_no_model(reference_model):
+    """LIIF samples points: shrinking with it aliases like nearest neighbour. An output
+    smaller than the input along both axes is the antialiased bicubic resize of the input."""
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.random((3, 40, 30), dtype=np.float32))
+    expected = torch.nn.functional.interpolate(image[None], size=(4, 3), mode='bicubic',
+                                               antialias=True)[0].clamp(0, 1)
+    calls = []
+    handle = reference_model.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        out = upscale(image, size=(4, 3), model=reference_model)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert calls == []
+    # 40x30 noise to 4x3: an antialiased result is near the mean, point samples are not.
+    assert out.std() < 0.2 * image.std()
+
+
+def test_an_axis_that_grows_is_upsampled_and_one_that_shrinks_resized(reference_model):
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.random((3, 10, 12), dtype=np.float32))
+    tall = upscale(image, size=(20, 12), model=reference_model)
+    out = upscale(image, size=(20, 5), model=reference_model)
+    expected = torch.nn.functional.interpolate(tall[None], size=(20, 5), mode='bicubic',
+                                               antialias=True)[0].clamp(0, 1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
