@@ -90,6 +90,10 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
         ...                eval_type='div2k-4', eval_bsize=30000)
     """
     protocol, scale = parse_eval_type(eval_type)
+    if eval_bsize is not None and (not isinstance(eval_bsize, int) or isinstance(eval_bsize, bool)
+                                   or eval_bsize < 1):
+        raise ValueError(f'eval_bsize must be a whole number >= 1 (or absent), got '
+                         f'{eval_bsize!r}')
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1)
     device = _model_device(model)
     if isinstance(model, nn.Module):

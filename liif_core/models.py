@@ -106,7 +106,8 @@ def create_model(name: str, pretrained: str | os.PathLike | None = None,
     model = ARCHITECTURES[name](**kwargs)
     if pretrained is None:
         return model
-    if Path(pretrained).suffix == '.pth':
+    # A file, or a name that reads as one (a missing 'w.pt' is reported as a missing file).
+    if Path(pretrained).exists() or Path(pretrained).suffix in ('.pth', '.pt', '.ckpt'):
         loaded = load_model(pretrained, map_location='cpu')
     elif weights_name(name, str(pretrained)) in PRETRAINED:
         loaded = load_pretrained(weights_name(name, str(pretrained)))

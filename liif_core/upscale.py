@@ -51,6 +51,11 @@ def _check_model(model: nn.Module | None) -> LIIF:
         raise ValueError(f'upscale needs a LIIF model with a decoder, got {type(model).__name__}')
     if not hasattr(model.encoder, 'receptive_radius'):
         raise ValueError('the encoder does not state its receptive_radius: it cannot be tiled')
+    weights = next(model.parameters()).dtype
+    if weights != torch.float32:
+        raise ValueError(f'the model holds {str(weights).replace("torch.", "")} weights; upscale '
+                         "takes a float32 model (for half precision pass dtype='float16' or "
+                         "'bfloat16', which computes in it where the device can)")
     return model
 
 

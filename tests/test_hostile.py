@@ -435,3 +435,31 @@ def test_an_axis_that_grows_is_upsampled_and_one_that_shrinks_resized(reference_
     expected = torch.nn.functional.interpolate(tall[None], size=(20, 5), mode='bicubic',
                                                antialias=True)[0].clamp(0, 1)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+def test_library_calls_refuse_in_one_line(reference_model, tmp_path):
+    from liif_core import create_model
+    from liif_core.data import PairedImageFolders, SRImplicitPaired
+    from liif_core.evaluate import evaluate
+    image = Image.new('RGB', (8, 6))
+    with pytest.raises(ValueError, match=r"^the model holds float16 weights; upscale takes a "
+                                         r"float32 model \(for half precision pass "
+                                         r"dtype='float16'"):
+        upscale(image, scale=2, model=load_model(REFERENCE_CKPT).half())
+    with pytest.raises(CheckpointError, match=f'^{tmp_path}/w.pt: no such checkpoint file$'):
+        create_model('edsr_baseline_liif', pretrained=str(tmp_path / 'w.pt'))
+    write_images(tmp_path / 'lr', [(4, 4)])
+    write_images(tmp_path / 'hr', [(8, 8)])
+    swapped = SRImplicitPaired(PairedImageFolders(str(tmp_path / 'hr'), str(tmp_path / 'lr')))
+    with pytest.raises(ValueError, match=r'^sr-implicit-paired: item 0: the HR image \(4x4\) is '
+                                         r'smaller than its LR image \(8x8\); are the LR and HR '
+                                         r'folders swapped\?$'):
+        evaluate(reference_model, swapped, progress=False)
+    paired = SRImplicitPaired(PairedImageFolders(str(tmp_path / 'lr'), str(tmp_path / 'hr')))
+    with pytest.raises(ValueError, match=r"^eval_bsize must be a whole number >= 1 \(or "
+                                         r"absent\), got '30000'$"):
+        evaluate(reference_model, paired, eval_bsize='30000', progress=False)
+    os.mkfifo(tmp_path / 'in.png')
+    with pytest.raises(ValueError, match='in.png: not a regular file'):
+        upscale_file(tmp_path / 'in.png', tmp_path / 'out.png', scale=2, model=reference_model)
+    assert not (tmp_path / 'out.png').exists()

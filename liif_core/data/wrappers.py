@@ -184,6 +184,11 @@ class SRImplicitPaired(Dataset):
     def __getitem__(self, idx: int) -> Item:
         lr, hr = self.dataset[idx]  # (3, h, w), (3, H, W)
         s = hr.shape[-2] // lr.shape[-2]  # the official code assumes an integer scale
+        if s < 1 or hr.shape[-1] < lr.shape[-1]:
+            raise ValueError(f'sr-implicit-paired: item {idx}: the HR image '
+                             f'({hr.shape[-2]}x{hr.shape[-1]}) is smaller than its LR image '
+                             f'({lr.shape[-2]}x{lr.shape[-1]}); are the LR and HR folders '
+                             'swapped?')
         if self.inp_size is None:
             h_lr, w_lr = lr.shape[-2:]
             hr = hr[:, :h_lr * s, :w_lr * s]  # (3, h*s, w*s)
