@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from . import __version__
-from .data.folders import read_rgb, to_tensor
+from .data.folders import image_names, read_rgb, to_tensor
 from .data.specs import DEFAULT_DATA_ROOT
 from .device import resolve_device
 from .metrics import calc_psnr, calc_ssim
@@ -166,13 +166,14 @@ def load_images(source: str | os.PathLike | Iterable[Any], first_k: int | None =
         folder = Path(source)
         if not folder.is_dir():
             raise ValueError(f'{folder}: no such folder of images')
-        source = [p for p in sorted(folder.iterdir())
-                  if p.is_file() and not p.name.startswith('.')]
+        source = [folder / name for name in image_names(os.fspath(folder))]
         if not source:
             sub = next((p for p in sorted(folder.iterdir()) if p.is_dir()), None)
             raise ValueError(f'{folder}: no images at its top level (subfolders are not '
                              'searched); give the folder that holds the image files'
                              + (f', e.g. {sub}' if sub else ''))
+    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 1):
+        raise ValueError(f'crop must be a whole number of pixels >= 1, got {crop!r}')
     images = []
     for i, item in enumerate(list(source)[:first_k]):
         if torch.is_tensor(item):

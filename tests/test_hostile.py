@@ -142,6 +142,10 @@ def test_an_image_folder_lists_no_temporary_file_and_decodes_every_file(tmp_path
     dataset = ImageFolder(str(tmp_path / 'HR'))
     assert [os.path.basename(p) for p in dataset.paths] == ['0000.png']
     torch.testing.assert_close(dataset[0], as_tensor(arrays[0]), rtol=0, atol=0)
+    from liif_core.evaluate import load_images  # what `liif test --hr` scores
+    assert [name for name, _ in load_images(str(tmp_path / 'HR'))] == ['0000.png']
+    with pytest.raises(ValueError, match=r'^crop must be a whole number of pixels >= 1, got 0$'):
+        load_images(str(tmp_path / 'HR'), crop=0)
     np.save(tmp_path / 'HR' / 'stray.npy', np.full((4, 4, 3), 255, np.uint8))
     for cache in ('none', 'bin'):
         with pytest.raises(folders.CorruptImageError, match='stray.npy: cannot decode image'):

@@ -324,11 +324,14 @@ def _check_complete(root_path: str) -> None:
         folder = parent
 
 
-def _is_listed(root_path: str, name: str) -> bool:
-    """Whether a folder entry is one of its images: not hidden, not a sub-folder, and not a
-    writer's temporary file (``.part``, ``.tmp``: a download or write cut short)."""
-    return (not name.startswith('.') and not name.endswith(('.tmp', '.part'))
-            and os.path.isfile(os.path.join(root_path, name)))
+def image_names(root_path: str) -> list[str]:
+    """The names of a folder's images, sorted: not hidden, not sub-folders, and not a writer's
+    temporary files (``.part``, ``.tmp``: a download or write cut short); a folder whose
+    archive is still being unpacked is refused."""
+    _check_complete(root_path)
+    return sorted(name for name in os.listdir(root_path)
+                  if not name.startswith('.') and not name.endswith(('.tmp', '.part'))
+                  and os.path.isfile(os.path.join(root_path, name)))
 
 
 class ImageFolder(Dataset):
@@ -363,10 +366,10 @@ class ImageFolder(Dataset):
         self.skip_corrupt = skip_corrupt
         self.skipped: list[str] = []
 
-        _check_complete(root_path)
         if split_file is None:
-            names = sorted(f for f in os.listdir(root_path) if _is_listed(root_path, f))
+            names = image_names(root_path)
         else:
+            _check_complete(root_path)
             with open(split_file) as f:
                 names = json.load(f)[split_key]
         if first_k is not None:
