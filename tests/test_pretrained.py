@@ -85,7 +85,8 @@ def test_export_strips_the_optimizer_and_copies_the_log(tmp_path, monkeypatch):
     run.mkdir()
     model = load_pretrained()
     from liif_core.checkpoint import save_model
-    save_model(model, run / 'epoch-last.pth', epoch=7,
+    raw = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
+    save_model(model, run / 'epoch-last.pth', epoch=7, data_norm=raw,
                optimizer={'name': 'adam', 'args': {'lr': 1e-4}, 'sd': {'state': {}}})
     (run / 'log.jsonl').write_text(json.dumps({'epoch': 7}) + '\n')
     monkeypatch.setattr(pretrained, 'WEIGHTS_DIR', tmp_path / 'weights')
@@ -93,9 +94,9 @@ def test_export_strips_the_optimizer_and_copies_the_log(tmp_path, monkeypatch):
     entry = get_pretrained()
     assert digest == file_sha256(entry.path)
     ckpt = torch.load(entry.path, weights_only=True)
-    assert set(ckpt) == {'model', 'epoch'} and ckpt['epoch'] == 7
+    assert set(ckpt) == {'model', 'epoch', 'data_norm'} and ckpt['epoch'] == 7
     assert entry.log_path.read_text() == '{"epoch": 7}\n'
-    load_model(entry.path)
+    assert load_model(entry.path).data_norm == raw  # the normalisation travels with the weights
 
 
 def test_paper_tables_lookup():
