@@ -3,8 +3,10 @@ temporary file beside their destination and renamed into place only when complet
 or a Ctrl-C never leaves a truncated file where a good one was (or should be).
 
 A writer killed outright (SIGKILL, power loss) cannot delete its temporary file. Each name
-therefore carries its writer's process id and host, and ``clean_stale`` (run before every
-atomic write, and by training on resume) deletes those whose writer is gone.
+therefore carries its writer's process id, host and process-id namespace, and ``clean_stale``
+(run before every atomic write, and by training on resume) deletes those whose writer is gone.
+The namespace matters: two containers of one host may share a folder and a host name while
+numbering their processes apart, so a process id means something only in its own namespace.
 """
 from __future__ import annotations
 
@@ -27,9 +29,15 @@ def _umask() -> int:
 
 
 def _host() -> str:
-    """This machine's name as it goes into file names: letters, digits and '-' only, so that
-    the name can be parsed back (a fully qualified name has dots)."""
-    return re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'
+    """This machine's name and process-id namespace as they go into file names: letters,
+    digits and '-' only, so that the name can be parsed back (a fully qualified name has dots).
+    Process ids are comparable only between names that agree on both."""
+    host = re.sub(r'[^A-Za-z0-9-]', '-', socket.gethostname()) or 'host'
+    try:
+        namespace = f'-ns{os.stat("/proc/self/ns/pid").st_ino}'
+    except OSError:  # no /proc (not Linux): one namespace per host
+        namespace = ''
+    return host + namespace
 
 
 def _alive(pid: int) -> bool:
@@ -48,9 +56,10 @@ def _alive(pid: int) -> bool:
 def clean_stale(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporary files ``atomic_write`` left in ``folder`` when its writer was killed.
 
-    Only hidden ``.tmp`` files whose name carries this machine's name and the id of a process
-    that no longer exists are deleted: a file whose writer may still be running, or that was
-    written on another machine sharing the folder, is kept. Best effort: a folder that cannot
+    Only hidden ``.tmp`` files whose name carries this machine's name and process-id namespace
+    and the id of a process that no longer exists are deleted: a file whose writer may still be
+    running, or that was written on another machine or in another container sharing the
+    folder, is kept. Best effort: a folder that cannot
     be listed, or a file that cannot be deleted, is left as it is.
 
     Returns:

@@ -2,6 +2,12 @@
 
 Files are read with ``torch.load(..., weights_only=True)``: plain containers and tensors only, so
 a checkpoint cannot run code. Every problem is reported with the file and the keys involved.
+
+The input and output normalisation a model was trained with (the training config's
+``data_norm``) is stored as the top-level key ``data_norm`` (``{'inp': {'sub', 'div'}, 'gt':
+{...}}``), which the official loader, reading only ``['model']``, ignores. ``load_model`` sets it
+as ``model.data_norm``: the file's, or for a file without one (the released checkpoints, trained
+with every official config's (x - 0.5) / 0.5) ``render.PAPER_DATA_NORM``.
 """
 from __future__ import annotations
 
@@ -16,7 +22,9 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
+from .device import resolve_device
 from .registry import make_model
+from .render import PAPER_DATA_NORM, norm_problems
 from .spec import ModelSpecError
 
 
@@ -29,8 +37,14 @@ def _first_line(e: BaseException) -> str:
     return f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
 
 
-def _read(path: str | os.PathLike, map_location: Any) -> dict:
+def read_checkpoint(path: str | os.PathLike, map_location: Any = 'cpu') -> dict:
+    """``torch.load(path, weights_only=True)``, every failure one line naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f'{path}: a folder, not a checkpoint file')
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f'{path}: not a regular file (a device, pipe or socket); give a '
+                              'checkpoint file')
     if not path.is_file():
         raise CheckpointError(f'{path}: no such checkpoint file')
     try:
@@ -61,14 +75,24 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, Any], source: str = 'che
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
+    not_tensors = [f'{k} ({type(sd[k]).__name__})' for k in expected
+                   if k in sd and not torch.is_tensor(sd[k])]
+    # Sparse or meta tensors would load as nothing (meta) or fail deep inside torch.
+    unusual = [f'{k} ({sd[k].layout}, {sd[k].device})' for k in expected
+               if k in sd and torch.is_tensor(sd[k])
+               and (sd[k].layout != torch.strided or sd[k].is_meta)]
     misshaped = [f'{k}: checkpoint {tuple(sd[k].shape)}, model {tuple(v.shape)}'
                  for k, v in expected.items()
-                 if k in sd and (not torch.is_tensor(sd[k]) or sd[k].shape != v.shape)]
+                 if k in sd and torch.is_tensor(sd[k]) and sd[k].shape != v.shape]
     problems = []
     if missing:
         problems.append(f'missing keys: {", ".join(missing)}')
     if unexpected:
         problems.append(f'unexpected keys: {", ".join(unexpected)}')
+    if not_tensors:
+        problems.append(f'not tensors: {", ".join(not_tensors)}')
+    if unusual:
+        problems.append(f'not dense tensors with data: {", ".join(unusual)}')
     if misshaped:
         problems.append(f'wrong shapes: {"; ".join(misshaped)}')
     if problems:
@@ -87,17 +111,21 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
             is moved there too when it names a device.
 
     Returns:
-        the model in eval mode, with its spec as ``model.spec`` and, where the checkpoint
-        records the ``data_norm`` it was trained with, that as ``model.data_norm``.
+        the model in eval mode, with its spec as ``model.spec`` and the normalisation it was
+        trained with as ``model.data_norm`` (the file's ``data_norm``; the paper's when it has
+        none).
 
     Example:
         >>> model = load_model('edsr-baseline-liif.pth')          # doctest: +SKIP
         >>> model = load_model('rdn-liif.pth', map_location='cuda')  # doctest: +SKIP
     """
+    if isinstance(map_location, (str, torch.device)):
+        # A device that cannot run here is named as such, not blamed on the file.
+        map_location = resolve_device(map_location)
     if isinstance(path_or_dict, Mapping):
         ckpt, source = path_or_dict, 'checkpoint dict'
     else:
-        ckpt, source = _read(path_or_dict, map_location), str(path_or_dict)
+        ckpt, source = read_checkpoint(path_or_dict, map_location), str(path_or_dict)
     entry = ckpt.get('model') if isinstance(ckpt, Mapping) else None
     if not isinstance(entry, Mapping) or not {'name', 'args', 'sd'} <= set(entry):
         raise CheckpointError(f"{source}: not a LIIF checkpoint: expected "
@@ -118,10 +146,13 @@ def load_model(path_or_dict: str | os.PathLike | Mapping[str, Any],
         raise CheckpointError(f'{source}: NaN or infinite weights in {", ".join(nonfinite[:3])}'
                               + (f' and {len(nonfinite) - 3} more' if len(nonfinite) > 3 else '')
                               + ': the training run diverged or the file is damaged')
+    data_norm = ckpt.get('data_norm', PAPER_DATA_NORM)
+    problems = norm_problems(data_norm) if isinstance(data_norm, dict) else ['not a mapping']
+    if problems:
+        raise CheckpointError(f'{source}: its data_norm is damaged: {problems[0]}')
     model.load_state_dict(entry['sd'], strict=True)
-    if 'data_norm' in ckpt:  # written by liif train; render and upscale normalise by it
-        model.data_norm = ckpt['data_norm']
-    if isinstance(map_location, (str, torch.device)):
+    model.data_norm = data_norm
+    if isinstance(map_location, torch.device):
         model.to(map_location)
     return model.eval()
 
@@ -134,16 +165,16 @@ def save_model(model: nn.Module, path: str | os.PathLike, **extra: Any) -> None:
             know their spec). A ``DistributedDataParallel`` wrapper is unwrapped.
         path: destination; a crash mid-write leaves any previous file intact.
         extra: further top-level entries, e.g. ``optimizer={...}, epoch=12`` as in the
-            official training saves, or ``data_norm`` (default: the model's ``data_norm``,
-            where ``load_model`` found one).
+            official training saves, and ``data_norm`` (default: the model's ``data_norm``,
+            when it has one).
     """
     model = getattr(model, 'module', model)
     spec = getattr(model, 'spec', None)
     if spec is None:
         raise ValueError('the model has no spec to save: build it with make_model(spec)')
-    if hasattr(model, 'data_norm'):  # as load_model read it, unless extra says otherwise
-        extra = {'data_norm': model.data_norm, **extra}
     ckpt = {'model': {'name': spec['name'], 'args': spec['args'], 'sd': model.state_dict()},
             **extra}
+    if getattr(model, 'data_norm', None) is not None:
+        ckpt.setdefault('data_norm', model.data_norm)
     with atomic_write(path) as f:
         torch.save(ckpt, f)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .data.folders import read_rgb, to_tensor
+from .data.folders import image_names, read_rgb, to_tensor
 from .metrics import calc_psnr, calc_ssim
 from .render import BICUBIC, MODEL_DATA_NORM, Predictor, predict, render
 from .report import Scale, ScaleRow, scale_label
@@ -85,6 +85,10 @@ def evaluate(model: Predictor, data: Dataset | DataLoader, eval_type: str | None
         ...                eval_type='div2k-4', eval_bsize=30000)
     """
     protocol, scale = parse_eval_type(eval_type)
+    if eval_bsize is not None and (not isinstance(eval_bsize, int) or isinstance(eval_bsize, bool)
+                                   or eval_bsize < 1):
+        raise ValueError(f'eval_bsize must be a whole number >= 1 (or absent), got '
+                         f'{eval_bsize!r}')
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1)
     device = _model_device(model)
     if isinstance(model, nn.Module):
@@ -157,13 +161,14 @@ def load_images(source: str | os.PathLike | Iterable[Any], first_k: int | None =
         folder = Path(source)
         if not folder.is_dir():
             raise ValueError(f'{folder}: no such folder of images')
-        source = [p for p in sorted(folder.iterdir())
-                  if p.is_file() and not p.name.startswith('.')]
+        source = [folder / name for name in image_names(os.fspath(folder))]
         if not source:
             sub = next((p for p in sorted(folder.iterdir()) if p.is_dir()), None)
             raise ValueError(f'{folder}: no images at its top level (subfolders are not '
                              'searched); give the folder that holds the image files'
                              + (f', e.g. {sub}' if sub else ''))
+    if crop is not None and (not isinstance(crop, int) or isinstance(crop, bool) or crop < 1):
+        raise ValueError(f'crop must be a whole number of pixels >= 1, got {crop!r}')
     images = []
     for i, item in enumerate(list(source)[:first_k]):
         if torch.is_tensor(item):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,17 +123,27 @@ def to_source(image: ImageLike) -> Source:
     raise TypeError(f'expected a PIL image, a numpy array or a tensor, got {type(image).__name__}')
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike, limits: bool = False) -> Image.Image:
     """Open and fully read an image file (its first frame; ``info['frames']`` counts them all);
-    any problem becomes a one-line ``ValueError``."""
+    any problem becomes a one-line ``ValueError``. ``limits``: refuse an image over
+    ``MAX_INPUT_PIXELS`` from its header, before anything is decoded."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f'{path}: a folder, not an image file (to upscale every image in it, '
                          'give an output folder)')
+    if path.exists() and not path.is_file():
+        raise ValueError(f'{path}: not a regular file (a device, pipe or socket); give an '
+                         'image file')
     if not path.is_file():
         raise ValueError(f'{path}: no such file')
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # PIL's own warning at 89 megapixels: the limit here is ours (limits).
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            if limits:
+                check_input(image.height, image.width)
             image.load()  # reads every byte, so a truncated file fails here, before decoding
             # Counted while the file is open (animated formats seek to count); only the first
             # frame is loaded, and the caller says so.
@@ -142,16 +153,19 @@ def open_image(path: str | os.PathLike) -> Image.Image:
                 image.load()
             image.info['frames'] = frames
             return image
+    except InputTooLarge as e:
+        raise ValueError(f'{path}: {e}') from None
     except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, zlib.error, ...
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f'{path}: not a readable image ({detail})') from None
 
 
-def read_source(path: str | os.PathLike) -> tuple[Source, int]:
+def read_source(path: str | os.PathLike, limits: bool = False) -> tuple[Source, int]:
     """An image file as a ``Source`` (upright by its EXIF orientation), and the number of frames
     it holds (only the first is read). 16-bit colour PNGs, which PIL reads at 8 bits, are
-    decoded here at 16; any problem becomes a one-line ``ValueError``."""
-    image = open_image(path)
+    decoded here at 16; any problem becomes a one-line ``ValueError``. ``limits``: refuse an
+    image over ``MAX_INPUT_PIXELS`` from its header, before anything is decoded."""
+    image = open_image(path, limits)
     frames = image.info['frames']
     # PIL reads 16-bit RGB, RGBA and gray + alpha PNGs as 8-bit RGB or RGBA.
     if image.format == 'PNG' and image.mode in ('RGB', 'RGBA'):
@@ -189,6 +203,8 @@ ADAM7 = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (
 def read_png16(data: bytes) -> np.ndarray | None:
     """The pixels of a 16-bit RGB, RGBA or gray + alpha PNG file's bytes: (h, w, C) uint16.
     None for any other PNG, which PIL reads in full. Interlaced (Adam7) files are read too.
+    The image data are inflated no further than the size the header declares, so a small file
+    whose data would inflate to gigabytes (a decompression bomb) costs no more than its image.
 
     Raises ValueError (or ``zlib.error``) for data that do not add up to the image.
     """
@@ -204,19 +220,31 @@ def read_png16(data: bytes) -> np.ndarray | None:
         return None
     channels = PNG_CHANNELS[color_type]
     bpp = 2 * channels  # bytes per pixel, the distance of PNG's filters to the left neighbour
-    raw = np.frombuffer(zlib.decompress(b''.join(chunks.get(b'IDAT', []))), np.uint8)
-    pixels = np.zeros((height, width, bpp), np.uint8)
-    start = 0
+    passes = []  # (first row, first column, row step, column step, rows, columns)
     for r0, c0, dr, dc in ADAM7 if interlace else ((0, 0, 1, 1),):
         h, w = -(-(height - r0) // dr), -(-(width - c0) // dc)  # rows and columns of the pass
-        if h <= 0 or w <= 0:
-            continue  # an empty pass has no bytes, not even filter types
+        if h > 0 and w > 0:  # an empty pass has no bytes, not even filter types
+            passes.append((r0, c0, dr, dc, h, w))
+    size = sum(h * (1 + w * bpp) for *_, h, w in passes)
+    raw = np.frombuffer(_inflate(b''.join(chunks.get(b'IDAT', [])), size), np.uint8)
+    if raw.size < size:
+        raise ValueError(f'image data end after {raw.size} of {size} bytes')
+    pixels = np.zeros((height, width, bpp), np.uint8)
+    start = 0
+    for r0, c0, dr, dc, h, w in passes:
         stop = start + h * (1 + w * bpp)
-        if stop > raw.size:
-            raise ValueError(f'image data end after {raw.size} of {stop} bytes')
         pixels[r0::dr, c0::dc] = _unfilter(raw[start:stop].reshape(h, 1 + w * bpp), bpp)
         start = stop
     return pixels.view('>u2').astype(np.uint16)  # (h, w, C), native byte order
+
+
+def _inflate(data: bytes, size: int) -> bytes:
+    """zlib ``data`` that must inflate to ``size`` bytes, inflated at most one byte further."""
+    out = zlib.decompressobj().decompress(data, size + 1)
+    if len(out) > size:
+        raise ValueError(f'image data inflate to more than the {size} bytes its header '
+                         'declares (a decompression bomb?)')
+    return out
 
 
 def _unfilter(lines: np.ndarray, bpp: int) -> np.ndarray:
@@ -278,11 +306,19 @@ MAX_OUTPUT_SIDE = 2**20
 LIFT = 'pass --no-limits (limits=False in Python) to lift it'
 
 
+class InputTooLarge(ValueError):
+    """An input over the pixel limit, known from its size alone."""
+
+
+def check_input(h: int, w: int) -> None:
+    if h * w > MAX_INPUT_PIXELS:
+        raise InputTooLarge(f'the input is {h}x{w}, {h * w / 1e6:.0f} megapixels, over the '
+                            f'limit of {MAX_INPUT_PIXELS / 1e6:.0f}; {LIFT}')
+
+
 def check_limits(h: int, w: int, H: int, W: int) -> None:
     """Refuse an (h, w) -> (H, W) job over the default limits, saying how to lift them."""
-    if h * w > MAX_INPUT_PIXELS:
-        raise ValueError(f'the input is {h}x{w}, {h * w / 1e6:.0f} megapixels, over the limit of '
-                         f'{MAX_INPUT_PIXELS / 1e6:.0f}; {LIFT}')
+    check_input(h, w)
     if H * W > MAX_OUTPUT_PIXELS:
         raise ValueError(f'a {H}x{W} output is {H * W / 1e6:.0f} megapixels, over the limit of '
                          f'{MAX_OUTPUT_PIXELS / 1e6:.0f}; {LIFT}')

@@ -118,7 +118,8 @@ def create_model(name: str, pretrained: str | os.PathLike | None = None,
     model = ARCHITECTURES[architecture](**kwargs)
     if pretrained is None:
         return model
-    if Path(pretrained).suffix == '.pth':
+    # A file, or a name that reads as one (a missing 'w.pt' is reported as a missing file).
+    if Path(pretrained).exists() or Path(pretrained).suffix in ('.pth', '.pt', '.ckpt'):
         loaded = load_model(pretrained, map_location='cpu')
     elif weights_name(architecture, str(pretrained)) in list_models(pretrained=True):
         loaded = resolve_model(weights_name(architecture, str(pretrained)))

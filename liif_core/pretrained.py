@@ -161,8 +161,9 @@ def resolve_model(weights: str | os.PathLike | None, map_location: Any = 'cpu',
 
 
 def ship(checkpoint: str | os.PathLike, name: str = DEFAULT_MODEL) -> str:
-    """Write a training checkpoint as shipped weights ``name`` (model and epoch only) with the
-    run's log beside it; returns the new file's sha256 for ``PRETRAINED``."""
+    """Write a training checkpoint as shipped weights ``name`` (model, epoch and the
+    normalisation it was trained with, ``data_norm``) with the run's log beside it; returns the
+    new file's sha256 for ``PRETRAINED``."""
     import torch  # only here: reading the full training checkpoint
 
     checkpoint = Path(checkpoint)

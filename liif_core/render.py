@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from typing import Callable, ContextManager, Sequence, Union
+from typing import Any, Callable, ContextManager, Sequence, Union
 
 import torch
 from torch import nn
@@ -56,6 +56,29 @@ def norm_tensors(data_norm: dict | None, device: torch.device | str
             torch.tensor(inp['div'], dtype=torch.float32, device=device).view(1, -1, 1, 1),
             torch.tensor(gt['sub'], dtype=torch.float32, device=device).view(1, 1, -1),
             torch.tensor(gt['div'], dtype=torch.float32, device=device).view(1, 1, -1))
+
+
+def norm_problems(data_norm: dict[str, Any]) -> list[str]:
+    """``{inp: {sub: [..], div: [..]}, gt: {...}}``, each list of 1 or 3 finite numbers, no
+    divisor 0 (the official code broadcasts them over (3, H, W) images)."""
+    problems = []
+    for part in ('inp', 'gt'):
+        entry = data_norm.get(part)
+        if not isinstance(entry, dict):
+            problems.append(f'data_norm.{part} must be a mapping of sub and div, got {entry!r}')
+            continue
+        for key in ('sub', 'div'):
+            value = entry.get(key)
+            ok = (isinstance(value, list) and len(value) in (1, 3)
+                  and all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+                  and (key == 'sub' or all(v != 0 for v in value)))
+            if not ok:
+                problems.append(f'data_norm.{part}.{key} must be a list of 1 or 3 finite numbers'
+                                + (' other than 0' if key == 'div' else '') + f', got {value!r}')
+    unknown = sorted(set(data_norm) - {'inp', 'gt'})
+    if unknown:
+        problems.append(f"data_norm has unknown keys {unknown}; it holds 'inp' and 'gt'")
+    return problems
 
 
 def data_norm_of(model: object) -> dict | None:

@@ -35,15 +35,18 @@ Book: chapter 8, "Training".
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -54,7 +57,7 @@ from .evaluate import evaluate
 from .launch import amp_dtype, training_process
 from .render import BICUBIC, Predictor, norm_tensors
 from .rng import EpochIndices, EpochSeeded, isolated_rng, seed_everything
-from .train_config import TrainConfig
+from .train_config import ConfigError, TrainConfig
 from .train_state import TrainState
 
 # On an accelerator, reading a loss back stalls the host until the queued steps are done; the
@@ -90,6 +93,26 @@ def validate(model: Predictor, loader: DataLoader, config: dict[str, Any] | Trai
                         progress=progress).psnr
 
 
+@contextmanager
+def worker_errors_in_one_line() -> Iterator[None]:
+    """An error in a DataLoader worker reaches the main process as the same exception type
+    with the worker's whole traceback in its message; it is raised again with the worker's
+    own message alone (``--debug`` still shows where it came from, as the cause)."""
+    try:
+        yield
+    except (ValueError, OSError) as e:
+        text = str(e)
+        if 'DataLoader worker process' not in text:
+            raise
+        # The traceback's last line is 'module.Type: message'.
+        message = text.strip().splitlines()[-1].split(': ', 1)[-1]
+        try:
+            error = type(e)(message)
+        except Exception:  # a type that takes other arguments
+            error = ValueError(message)
+        raise error from e
+
+
 def _open_tensorboard(save_dir: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -106,7 +129,8 @@ def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
           device: str | torch.device | None = None, num_workers: int | None = None,
           amp: bool | str = False, tf32: bool = True, train_data: Dataset | None = None,
           val_data: Dataset | None = None, time_limit: float | None = None,
-          progress: bool = True, log: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
+          progress: bool = True, log: Callable[[str], None] = tqdm.write,
+          new_optimizer: bool = False) -> dict[str, Any]:
     """Train a model as the official ``train_liif.py`` does.
 
     Args:
@@ -131,21 +155,27 @@ def train(config: dict[str, Any] | TrainConfig, save_dir: str | os.PathLike,
             The schedule stays planned over ``epoch_max``, so a run in pieces equals one run.
         progress: show progress bars.
         log: receives one human-readable line per event.
+        new_optimizer: on resume, continue with the config's optimizer settings where they
+            differ from the checkpoint's (without it such a resume is refused, as is one whose
+            model or data_norm differ).
 
     Returns:
         ``{'epoch': last epoch trained, 'best_val_psnr': ..., 'save_dir': ...}``.
 
     Raises:
         TrainingDiverged: a NaN or infinite loss; ``epoch-last.pth`` keeps the last good epoch.
+        RunFolderBusy: another run is writing to ``save_dir`` (one writer per run folder).
     """
     cfg = TrainConfig.from_dict(config)
     with training_process(device, tf32) as (dev, rank, world_size):
         if num_workers is None:
             num_workers = min(cfg.num_workers, os.cpu_count() or 1)
         job = _Job(cfg, Path(save_dir), dev, amp_dtype(amp, dev), rank, world_size,
-                   progress and rank == 0, (log if rank == 0 else None) or (lambda line: None))
-        return _train(job, config, resume, data_root, num_workers, train_data, val_data,
-                      time_limit)
+                   progress and rank == 0, (log if rank == 0 else None) or (lambda line: None),
+                   new_optimizer)
+        with train_state.hold_save_dir(job.save_dir, job.is_main), worker_errors_in_one_line():
+            return _train(job, config, resume, data_root, num_workers, train_data, val_data,
+                          time_limit)
 
 
 @dataclass
@@ -159,6 +189,7 @@ class _Job:
     world_size: int
     progress: bool  # this process shows progress bars
     say: Callable[[str], None]  # one line per event (a no-op on ranks other than 0)
+    new_optimizer: bool = False  # a resume takes the config's optimizer settings
 
     @property
     def is_main(self) -> bool:
@@ -170,15 +201,16 @@ def _train(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool, data_r
            time_limit: float | None) -> dict[str, Any]:
     """The run, stage by stage; ``train`` has set up processes and devices."""
     cfg, t_start = job.cfg, time.time()
-    resume_from = train_state.claim_save_dir(job.save_dir, config, resume,
-                                              job.is_main)
+    resume_from = train_state.claim_save_dir(job.save_dir, config, resume, job.is_main,
+                                              job.new_optimizer)
     # Seeding before the datasets are built also fixes the model initialisation below. Each
     # process draws its own augmentations (seed + rank); DDP copies rank 0's weights anyway.
     seed_everything(cfg.seed + job.rank)
     sampler, train_loader, val_loader = _make_loaders(job, data_root, num_workers,
                                                       train_data, val_data)
     state = train_state.start(cfg, job.device, job.amp_dtype, resume_from, job.rank,
-                              job.world_size, train_loader.generator, job.say)
+                              job.world_size, train_loader.generator, job.say,
+                              job.new_optimizer)
     if job.is_main:
         train_state.write_log(job.save_dir, state.log)  # the log as the checkpoint has it
         train_state.record_piece(job.save_dir, state.epoch_start, job.world_size,
@@ -273,12 +305,33 @@ def _make_loaders(job: _Job, data_root: Any, num_workers: int, train_data: Datas
     val_loader = None
     if val_data is not None and job.is_main:
         val_batch_size = (cfg.val_dataset or {}).get('batch_size', batch_size)
+        check_val_batches(val_data, val_batch_size)
         # No workers: the crops are drawn here, the same whatever num_workers is (see validate).
         val_loader = DataLoader(val_data, batch_size=val_batch_size, pin_memory=pin)
     job.say(f'train: {len(train_data)} samples, {len(train_loader)} iterations per epoch'
             + (f' per process x {job.world_size}' if job.world_size > 1 else '')
             + (f'; val: {len(val_data)} samples' if val_loader is not None else ''))
     return sampler, train_loader, val_loader
+
+
+def check_val_batches(data: Dataset, batch_size: int) -> None:
+    """Whole validation images batch together only when they share one size: checked from
+    the files' headers before the first step (the batch would fail after the first epoch's
+    training). Crops (``inp_size``) and single-image batches always fit."""
+    if batch_size == 1 or getattr(data, 'inp_size', 0) is not None:
+        return
+    images = getattr(data, 'dataset', None)
+    images = getattr(images, 'dataset_2', images)  # a paired set: the HR side
+    sizes = {}
+    for path in getattr(images, 'paths', []):
+        with contextlib.suppress(OSError):
+            with Image.open(path) as image:
+                sizes.setdefault(image.size, path)
+    if len(sizes) > 1:
+        (w1, h1), (w2, h2) = list(sizes)[:2]
+        raise ConfigError(f'val_dataset: batch_size {batch_size} batches whole images, which '
+                          f'differ in size ({h1}x{w1} and {h2}x{w2}, ...); set val_dataset '
+                          'batch_size to 1, or crop them (inp_size)')
 
 
 def _train_epoch(job: _Job, net: nn.Module, state: TrainState, loader: DataLoader, epoch: int,

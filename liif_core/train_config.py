@@ -9,6 +9,8 @@ Book: chapter 8, "Training".
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,20 +91,63 @@ class TrainConfig:
             batch = (getattr(self, name) or {}).get('batch_size', 1)
             if not _is_int(batch) or batch < 1:
                 problems.append(f'{name}.batch_size must be an integer >= 1, got {batch!r}')
-        lr = (self.optimizer.get('args') or {}).get('lr', 1e-3)
-        if 'name' not in self.optimizer:
-            problems.append("optimizer needs a name (e.g. {name: adam, args: {lr: 1.e-4}})")
-        if not _is_number(lr) or lr < 0:
-            problems.append(f'optimizer.args.lr must be a number >= 0, got {lr!r}')
-        if self.multi_step_lr is not None:
-            milestones = self.multi_step_lr.get('milestones')
-            gamma = self.multi_step_lr.get('gamma', 0.1)
-            if not isinstance(milestones, list) or not all(_is_int(m) for m in milestones):
-                problems.append(f'multi_step_lr.milestones must be a list of epochs, '
-                                f'got {milestones!r}')
-            if not _is_number(gamma) or gamma <= 0:
-                problems.append(f'multi_step_lr.gamma must be a number > 0, got {gamma!r}')
+        if self.eval_type is not None and not _is_eval_type(self.eval_type):
+            problems.append(f"eval_type must be 'div2k-N', 'benchmark-N' or absent, got "
+                            f'{self.eval_type!r}')
+        if self.data_norm is not None:
+            from .render import norm_problems  # torch: only once a config is checked
+            problems += norm_problems(self.data_norm)
+        problems += self._optimizer_problems()
         return problems
+
+    def _optimizer_problems(self) -> list[str]:
+        """The optimizer and the schedule, each built once over a stand-in parameter: every
+        argument PyTorch refuses (unknown, or out of its range) is found here, not at epoch 1."""
+        args = self.optimizer.get('args', {})
+        if 'name' not in self.optimizer:
+            return ["optimizer needs a name (e.g. {name: adam, args: {lr: 1.e-4}})"]
+        if self.optimizer['name'] not in OPTIMIZERS:
+            return [f"optimizer.name must be one of {', '.join(OPTIMIZERS)}, got "
+                    f"{self.optimizer['name']!r}"]
+        if not isinstance(args, dict):
+            return [f'optimizer.args must be a mapping, got {args!r}']
+        lr = args.get('lr', 1e-3)
+        if not _is_number(lr) or not 0 <= lr <= MAX_LR:
+            return [f'optimizer.args.lr must be a number in [0, {MAX_LR:g}], got {lr!r}']
+        import torch
+        param = torch.zeros(1, requires_grad=True)
+        try:
+            optimizer = getattr(torch.optim, OPTIMIZERS[self.optimizer['name']])([param], **args)
+        except (TypeError, ValueError) as e:
+            return [f'optimizer.args: {_first_line(e)}']
+        if self.multi_step_lr is None:
+            return []
+        milestones = self.multi_step_lr.get('milestones')
+        gamma = self.multi_step_lr.get('gamma', 0.1)
+        if not isinstance(milestones, list) or not all(_is_int(m) for m in milestones):
+            return [f'multi_step_lr.milestones must be a list of epochs, got {milestones!r}']
+        if not _is_number(gamma) or not 0 < gamma < math.inf:
+            return [f'multi_step_lr.gamma must be a number > 0, got {gamma!r}']
+        try:
+            torch.optim.lr_scheduler.MultiStepLR(optimizer, **self.multi_step_lr)
+        except (TypeError, ValueError) as e:
+            return [f'multi_step_lr: {_first_line(e)}']
+        return []
+
+
+# The optimizers a config may name, by their torch.optim class (official configs use adam).
+OPTIMIZERS = {'adam': 'Adam', 'sgd': 'SGD'}
+# The largest learning rate accepted: far above any that trains (the paper's is 1e-4), low
+# enough that a typo (1e300) is caught before the first step turns the weights into NaN.
+MAX_LR = 10.0
+
+
+def _is_eval_type(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r'(div2k|benchmark)-[1-9]\d*', value) is not None
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _is_int(value: Any) -> bool:

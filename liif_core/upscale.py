@@ -14,17 +14,20 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .atomic import atomic_write
 from .bands import output_bands, with_estimate
 from .device import resolve_device
-from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits, check_limits,
-                      output_format, quantise, read_source, save_image, to_pil, to_source)
+from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits,
+                      check_input, check_limits, output_format, quantise, read_source,
+                      save_image, to_pil, to_source)
 from .liif import LIIF
 from .pretrained import load_pretrained
 from .render import output_size
@@ -44,7 +47,42 @@ def check_model(model: nn.Module | None) -> LIIF:
         raise ValueError(f'upscale needs a LIIF model with a decoder, got {type(model).__name__}')
     if not hasattr(model.encoder, 'receptive_radius'):
         raise ValueError('the encoder does not state its receptive_radius: it cannot be tiled')
+    weights = next(model.parameters()).dtype
+    if weights != torch.float32:
+        raise ValueError(f'the model holds {str(weights).replace("torch.", "")} weights; upscale '
+                         "takes a float32 model (for half precision pass dtype='float16' or "
+                         "'bfloat16', which computes in it where the device can)")
     return model
+
+
+# -- shrinking ---------------------------------------------------------------------------------
+
+def _bands(model: LIIF, source: Source, H: int, W: int, tile_rows: int | None,
+           encoder_tile_rows: int | None, progress: bool | None, device: torch.device,
+           dtype: str | torch.dtype | None) -> Iterator[tuple[int, torch.Tensor]]:
+    """``output_bands``, and for an output smaller than the input along an axis, an
+    antialiased resize down: LIIF samples its function at each output pixel's centre, so
+    shrinking with it aliases like nearest neighbour. The model upsamples only the axes that
+    grow (to the input's size along the others: no model run at all when neither grows), and
+    a bicubic filter widened to the reduction (antialiased, as PIL's resize) brings the shrinking
+    axes down."""
+    h, w = source.values.shape[1:]
+    if H >= h and W >= w:
+        yield from output_bands(model, source, H, W, tile_rows, encoder_tile_rows, progress,
+                                device, dtype)
+        return
+    Hm, Wm = max(H, h), max(W, w)
+    if (Hm, Wm) == (h, w):
+        big = source.values.to(device)  # (C, h, w)
+    else:
+        check_fits(Hm, Wm, source.values.shape[0], 4)
+        big = torch.empty(source.values.shape[0], Hm, Wm, device=device)
+        for r0, band in output_bands(model, source, Hm, Wm, tile_rows, encoder_tile_rows,
+                                     progress, device, dtype):
+            big[:, r0:r0 + band.shape[0]] = band.permute(2, 0, 1)
+    small = F.interpolate(big[None].float(), size=(H, W), mode='bicubic', align_corners=False,
+                          antialias=True)[0]  # (C, H, W)
+    yield 0, small.clamp(0, 1).permute(1, 2, 0)  # (H, W, C)
 
 
 # -- the public entry points -------------------------------------------------------------------
@@ -74,7 +112,9 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
             (1: gray, 2: gray + alpha, 3: RGB, 4: RGBA).
         size: output (H, W); or
         scale: a factor, or a (row, col) pair of factors; output side round(side * factor)
-            (Python rounding, at least 1). Exactly one of size and scale.
+            (Python rounding, at least 1). Exactly one of size and scale. LIIF upsamples: an
+            axis that shrinks is brought down by an antialiased bicubic resize instead (the
+            model runs only on the axes that grow; not at all when none does).
         model: a LIIF, e.g. ``load_model(path)``; default: the shipped weights
             (``liif_core.pretrained.load_pretrained()``, trained on stand-in photos).
         device: where to decode (default: the model's device). A model elsewhere is copied
@@ -104,6 +144,8 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         >>> big = upscale(Image.open('photo.jpg'), scale=3.5, model=model)  # doctest: +SKIP
     """
     model = check_model(model)
+    if limits and isinstance(image, Image.Image):
+        check_input(image.height, image.width)  # before a lazily opened file is decoded
     source = to_source(image)
     h, w = source.values.shape[1:]
     H, W = output_size(h, w, size, scale)
@@ -111,8 +153,7 @@ def upscale(image: ImageLike, size: Sequence[int] | None = None,
         check_limits(h, w, H, W)
     C = source.values.shape[0]
     model, device = _on_device(model, device)
-    bands = output_bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device,
-                         dtype)
+    bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device, dtype)
     if isinstance(image, torch.Tensor):
         check_fits(H, W, C, 4)
         out = torch.empty(C, H, W, device=image.device)
@@ -139,10 +180,16 @@ class FileJob:
     frames: int  # of the input; only the first is upscaled
 
     def note(self) -> str | None:
-        """What the output leaves out that the input had, for the user to hear of."""
+        """What the output leaves out that the input had, or how it was made when not by
+        LIIF alone, for the user to hear of."""
+        notes = []
         if self.frames > 1:
-            return f'only the first of its {self.frames} frames is upscaled'
-        return None
+            notes.append(f'only the first of its {self.frames} frames is upscaled')
+        h, w = self.source.values.shape[1:]
+        if self.size[0] < h or self.size[1] < w:
+            notes.append('smaller than the input: LIIF upsamples, so it is shrunk by an '
+                         'antialiased bicubic resize')
+        return '; '.join(notes) or None
 
 
 def plan_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
@@ -151,7 +198,7 @@ def plan_file(in_path: str | os.PathLike, out_path: str | os.PathLike,
     """Every check that needs no model, so bad input fails before any weights are read. The
     input is read first: in a folder, a file that is no image is reported as such, not by the
     output format its name implies."""
-    source, frames = read_source(in_path)
+    source, frames = read_source(in_path, limits)
     out_path = Path(out_path)
     fmt = output_format(out_path)
     if not out_path.parent.is_dir():
@@ -193,8 +240,8 @@ def _decode_into(job: FileJob, model: LIIF, device: torch.device, tile_rows: int
                  say: Callable[[str], None] | None = None) -> None:
     (H, W), source, C = job.size, job.source, job.source.values.shape[0]
     with atomic_write(job.out_path) as file:
-        bands = output_bands(model, source, H, W, tile_rows, encoder_tile_rows, progress,
-                             device, dtype)
+        bands = _bands(model, source, H, W, tile_rows, encoder_tile_rows, progress, device,
+                       dtype)
         if say is not None:
             bands = with_estimate(bands, H, W, str(job.out_path), say)
         if job.fmt == 'PNG':

@@ -1,6 +1,6 @@
 """atomic_write: the destination appears whole or not at all, and the temporary files of
 writers killed outright are cleaned up by the next write into the folder, never those of a
-writer still running or of another machine."""
+writer still running, of another machine or of another process-id namespace."""
 import signal
 import subprocess
 import sys
@@ -53,6 +53,8 @@ def test_the_next_write_cleans_up_after_a_killed_writer(tmp_path):
     try:
         kept = [tmp_path / f'.big.bin.abcd1234.{running.pid}@{_host()}.tmp',  # writer alive
                 tmp_path / f'.big.bin.abcd1234.{killed.pid}@other-machine.tmp',
+                # this host name, another container's process ids: its writer may be running
+                tmp_path / f'.big.bin.abcd1234.{killed.pid}@{_host().split("-ns")[0]}-ns1.tmp',
                 tmp_path / '.notes.tmp']  # not one of ours
         for path in kept:
             path.write_bytes(b'keep')

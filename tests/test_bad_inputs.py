@@ -221,9 +221,10 @@ def test_input_limit_and_lifting_it(work, tmp_path, capsys, monkeypatch):
     argv = ['upscale', str(work / 'photo.png'), str(tmp_path / 'out.png'), '--scale', '2',
             *WEIGHTS]
     assert main(argv) == 1
-    assert capsys.readouterr().err == ('liif upscale: error: the input is 6x8, 0 megapixels, over '
-                                       'the limit of 0; pass --no-limits (limits=False in '
-                                       'Python) to lift it\n')
+    # Refused from the file's header, before it is decoded.
+    assert capsys.readouterr().err == (f'liif upscale: error: {work}/photo.png: the input is 6x8, '
+                                       '0 megapixels, over the limit of 0; pass --no-limits '
+                                       '(limits=False in Python) to lift it\n')
     assert list(tmp_path.iterdir()) == []
     assert main(argv + ['--no-limits']) == 0
     assert Image.open(tmp_path / 'out.png').size == (16, 12)

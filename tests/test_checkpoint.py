@@ -1,5 +1,6 @@
 """Loading and saving checkpoints in the official layout, and every way a file can be wrong."""
 import os
+import re
 
 import pytest
 import torch
@@ -130,3 +131,48 @@ def test_saved_file_has_the_usual_mode(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / 'm.pth').stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize('value, named', [
+    ([1.0, 2.0], 'not tensors: encoder.head.0.weight (list)'),
+    (0.5, 'not tensors: encoder.head.0.weight (float)'),
+    (None, 'not tensors: encoder.head.0.weight (NoneType)'),
+    (torch.zeros(4, 3, 3, 3).to_sparse(), 'not dense tensors with data: encoder.head.0.weight '
+                                          '(torch.sparse_coo, cpu)'),
+    (torch.empty(4, 3, 3, 3, device='meta'), 'not dense tensors with data: '
+                                             'encoder.head.0.weight (torch.strided, meta)'),
+])
+def test_state_dict_values_that_are_not_weights_are_named(ckpt, value, named):
+    ckpt['model']['sd']['encoder.head.0.weight'] = value
+    with pytest.raises(CheckpointError, match=re.escape("checkpoint dict: the state dict does "
+                                                        f"not fit the model 'liif': {named}")):
+        load_model(ckpt)
+
+
+def test_a_device_that_cannot_run_is_named_not_the_file(ckpt):
+    with pytest.raises(ValueError, match="^device 'meta' holds no data"):
+        load_model(ckpt, map_location='meta')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device 'cuda': no CUDA GPU is usable here"):
+            load_model(ckpt, map_location='cuda')
+
+
+def test_data_norm_round_trip_and_a_damaged_one(tmp_path, ckpt):
+    """The training normalisation goes in the top-level ``data_norm`` (the official loader
+    reads only ``['model']``) and comes back as ``model.data_norm``."""
+    norm = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
+    model = load_model({**ckpt, 'data_norm': norm})
+    assert model.data_norm == norm
+    save_model(model, tmp_path / 'w.pth')
+    assert torch.load(tmp_path / 'w.pth', weights_only=True)['data_norm'] == norm
+    with pytest.raises(CheckpointError, match=r'^checkpoint dict: its data_norm is damaged: '
+                                              r'data_norm.gt must be a mapping'):
+        load_model({**ckpt, 'data_norm': {'inp': norm['inp']}})
+
+
+def test_a_folder_or_a_pipe_is_named_as_such(tmp_path):
+    os.mkfifo(tmp_path / 'pipe.pth')
+    with pytest.raises(CheckpointError, match='pipe.pth: not a regular file'):
+        load_model(tmp_path / 'pipe.pth')
+    with pytest.raises(CheckpointError, match=f'^{tmp_path}: a folder, not a checkpoint file$'):
+        load_model(tmp_path)

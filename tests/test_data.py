@@ -181,10 +181,10 @@ def test_in_memory_under_torchrun_maps_one_shared_file(tmp_path, monkeypatch):
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
     monkeypatch.setattr(folders.atexit, 'register', lambda *args: None)  # leave it to tmp_path
     first = ImageFolder(str(folder), cache='in_memory', skip_corrupt=True)
-    (data_file,) = shared.glob('*.u8')
+    (data_file,) = shared.glob('*/*.u8')
     assert data_file.stat().st_size == (5 * 7 + 3 * 3) * 3  # 8-bit RGB, no copy of the bad file
     second = ImageFolder(str(folder), cache='in_memory', skip_corrupt=True)
-    assert list(shared.glob('*.u8')) == [data_file]
+    assert list(shared.glob('*/*.u8')) == [data_file]
     for dataset in (first, second):
         assert all(isinstance(img, np.memmap) and img.filename == str(data_file)
                    for img in (dataset.images[0], dataset.images[2]))

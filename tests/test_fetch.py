@@ -30,7 +30,8 @@ torch.set_num_threads(2)
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours Range; cuts each path in ``server.cut_once`` short once."""
+    """Serves ``server.files``; honours Range, except for the paths in ``server.from_zero``
+    (206, but the whole file from byte 0); cuts each path in ``server.cut_once`` short once."""
 
     def do_GET(self):
         server = self.server
@@ -41,7 +42,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         start = 0
         if self.headers.get('Range'):
-            start = int(self.headers['Range'].split('=')[1].split('-')[0])
+            if self.path not in server.from_zero:
+                start = int(self.headers['Range'].split('=')[1].split('-')[0])
             self.send_response(206)
             self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
         else:
@@ -62,7 +64,7 @@ class Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    httpd.files, httpd.cut_once, httpd.log = {}, set(), []
+    httpd.files, httpd.cut_once, httpd.from_zero, httpd.log = {}, set(), set(), []
     httpd.url = f'http://127.0.0.1:{httpd.server_address[1]}'
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -116,6 +118,21 @@ def test_interrupted_transfer_resumes_with_range(server, tmp_path):
     download(f'{server.url}/big.zip', dest, sha256=sha256(data), progress=False)
     assert open(dest, 'rb').read() == data
     assert server.log == [('/big.zip', None), ('/big.zip', 'bytes=100000-')]
+
+
+def test_a_resume_answered_from_byte_zero_starts_again(server, tmp_path):
+    """206 with a Content-Range from byte 0, not from the .part's end: appending would make
+    half a file followed by the whole file; the download starts again instead."""
+    data = os.urandom(4000)
+    server.files['/f.bin'] = data
+    server.cut_once.add('/f.bin')
+    server.from_zero.add('/f.bin')
+    dest = str(tmp_path / 'f.bin')
+    with pytest.raises(FetchError, match='run the same command again to resume'):
+        download(f'{server.url}/f.bin', dest, progress=False)
+    assert download(f'{server.url}/f.bin', dest, progress=False) == dest
+    assert Path(dest).read_bytes() == data
+    assert server.log[1:] == [('/f.bin', 'bytes=2000-'), ('/f.bin', None)]
 
 
 def test_server_down_and_missing_file(server, tmp_path):
@@ -395,3 +412,137 @@ def test_official_checkpoint_is_fetched_then_found_by_name(server, tmp_path, mon
         f.write(b'\0')
     with pytest.raises(FetchError, match='sha256 differs from the one recorded at download'):
         resolve_weights('edsr_baseline_liif.div2k')
+
+
+# ----------------------------------------------------------------------------------------------
+# Downloads that prove themselves, and a data root no one else can steer
+
+def checkpoint_manifest(tmp_path, url, filename='w.pth'):
+    path = tmp_path / 'ckpt.json'
+    path.write_text(json.dumps({'name': 'w', 'title': 'w', 'kind': 'checkpoint',
+                                'target': 'weights', 'files': [
+                                    {'filename': filename, 'url': url, 'size': None,
+                                     'md5': None, 'sha256': None}]}))
+    return str(path)
+
+
+def test_a_first_download_that_is_no_checkpoint_is_never_pinned(server, tmp_path, capsys):
+    """A 200 with an HTML error page: refused in one line, deleted, nothing pinned, and the
+    real file is taken once the server serves it."""
+    server.files['/w.pth'] = b'<!DOCTYPE html><html>Rate limited</html>'
+    manifest = checkpoint_manifest(tmp_path, f'{server.url}/w.pth')
+    root = tmp_path / 'data'
+    assert main(['data', 'fetch', manifest, '--root', str(root), '--no-progress']) == 1
+    assert capsys.readouterr().err == (
+        f'liif data: error: {server.url}/w.pth: the download is not a checkpoint (it is an '
+        'HTML page, likely an error or sign-in page); it was deleted and nothing was pinned: '
+        'check the URL, or run again later\n')
+    assert not (root / 'fetch-lock.json').exists() and list((root / 'weights').iterdir()) == []
+    server.files['/w.pth'] = REFERENCE_CKPT.read_bytes()
+    with pytest.warns(UserWarning, match='no published sha256'):
+        fetch(manifest, str(root), progress=False)
+    assert json.loads((root / 'fetch-lock.json').read_text()) == {
+        'w.pth': sha256(REFERENCE_CKPT.read_bytes())}
+
+
+def test_a_pinned_mismatch_says_how_to_recover(server, tmp_path):
+    archive = zip_bytes({'Set/a.png': b'a'})
+    server.files['/set.zip'] = archive
+    root = tmp_path / 'data'
+    (root / 'downloads').mkdir(parents=True)
+    (root / 'fetch-lock.json').write_text(json.dumps({'set.zip': sha256(b'older')}))
+    manifest = archive_manifest(tmp_path, server, [{
+        'filename': 'set.zip', 'url': f'{server.url}/set.zip', 'size': None, 'md5': None,
+        'sha256': None, 'provides': 'Set'}])
+    lock = root / 'fetch-lock.json'
+    with pytest.raises(FetchError, match=f"checksum mismatch .*; if the file changed upstream on "
+                                         f"purpose, remove 'set.zip' from {lock} to pin the new "
+                                         'one$'):
+        fetch(manifest, str(root), progress=False)
+
+
+def test_the_lock_file_is_never_written_through_a_planted_link(server, tmp_path):
+    archive = zip_bytes({'Set/a.png': b'a'})
+    server.files['/set.zip'] = archive
+    root = tmp_path / 'data'
+    root.mkdir()
+    outside = tmp_path / 'outside.txt'
+    outside.write_text('precious')
+    (root / 'fetch-lock.json.tmp').symlink_to(outside)
+    manifest = archive_manifest(tmp_path, server, [{
+        'filename': 'set.zip', 'url': f'{server.url}/set.zip', 'size': None, 'md5': None,
+        'sha256': None, 'provides': 'Set'}])
+    with pytest.warns(UserWarning, match='no published sha256'):
+        fetch(manifest, str(root), progress=False)
+    assert outside.read_text() == 'precious'
+    assert json.loads((root / 'fetch-lock.json').read_text()) == {'set.zip': sha256(archive)}
+
+
+@pytest.mark.parametrize('manifest, error', [
+    ({'kind': 'checkpoint', 'target': 'weights',
+      'files': [{'filename': '../../../escaped.pth', 'url': 'http://127.0.0.1:9/x'}]},
+     "manifest '{m}': the file name '../../../escaped.pth' leaves the data root; refused"),
+    ({'kind': 'archives', 'target': '/etc', 'files': []},
+     "manifest '{m}': the file name '/etc' leaves the data root; refused"),
+    ({'kind': 'checkpoint', 'target': 'weights'},
+     "manifest '{m}': 'files' must be a list of entries"),
+    ({'kind': 'archives', 'target': 'x', 'files': [{'filename': 'a.zip', 'url': 'u'}]},
+     "manifest '{m}': an entry of 'files' lacks provides: {{'filename': 'a.zip', 'url': 'u'}}"),
+])
+def test_hostile_manifests_are_refused_before_any_download(tmp_path, capsys, manifest, error):
+    path = tmp_path / 'm.json'
+    path.write_text(json.dumps(manifest))
+    assert main(['data', 'fetch', str(path), '--root', str(tmp_path / 'data')]) == 1
+    assert capsys.readouterr().err == f'liif data: error: {error.format(m=path)}\n'
+    assert sorted(os.listdir(tmp_path)) == ['m.json']
+
+
+@pytest.mark.parametrize('content', ['[]', '{"a.zip": 3}', '{not json'])
+def test_a_damaged_lock_file_is_one_line(server, tmp_path, capsys, content):
+    root = tmp_path / 'data'
+    root.mkdir()
+    (root / 'fetch-lock.json').write_text(content)
+    manifest = archive_manifest(tmp_path, server, [{
+        'filename': 'set.zip', 'url': f'{server.url}/set.zip', 'provides': 'Set'}])
+    assert main(['data', 'fetch', manifest, '--root', str(root), '--no-progress']) == 1
+    assert capsys.readouterr().err == (
+        f'liif data: error: {root}/fetch-lock.json: not a lock file (a JSON object of file '
+        'name: sha256); delete it, and every file it pinned is pinned afresh by the next '
+        'fetch\n')
+
+
+def test_an_interrupted_unpack_is_redone_and_never_read(server, tmp_path, monkeypatch):
+    from liif_core.data import ImageFolder
+    rng = np.random.default_rng(0)
+    pngs = {}
+    for i in range(3):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(buffer, 'PNG')
+        pngs[f'Set/{i}.png'] = buffer.getvalue()
+    archive = zip_bytes(pngs)
+    server.files['/set.zip'] = archive
+    manifest = archive_manifest(tmp_path, server, [{
+        'filename': 'set.zip', 'url': f'{server.url}/set.zip', 'sha256': sha256(archive),
+        'provides': 'Set'}])
+    root = tmp_path / 'data'
+    written = []
+
+    def dies_after_one(self, member, path=None, pwd=None):
+        if written:
+            raise OSError(28, 'No space left on device')
+        written.append(member)
+        return real_extract(self, member, path, pwd)
+
+    real_extract = zipfile.ZipFile._extract_member
+    monkeypatch.setattr(zipfile.ZipFile, '_extract_member', dies_after_one)
+    with pytest.raises(OSError, match='No space left'):
+        fetch(manifest, str(root), progress=False)
+    monkeypatch.undo()
+    folder = root / 'tiny' / 'Set'
+    assert len(os.listdir(folder)) == 1
+    with pytest.raises(ValueError, match=f'is incomplete: unpacking {folder} was interrupted; '
+                                         'run `liif data fetch` again to finish it$'):
+        ImageFolder(str(folder))
+    fetch(manifest, str(root), progress=False)  # the archive kept: no second download
+    assert sorted(os.listdir(folder)) == ['0.png', '1.png', '2.png'] and len(server.log) == 1
+    assert len(ImageFolder(str(folder))) == 3

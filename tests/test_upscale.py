@@ -92,7 +92,7 @@ def test_model_must_be_a_liif():
     (20, 9, 45, 20, 1, 1),  # one output row per band, one latent row per encoder tile
     (40, 9, 97, 20, 7, 3),  # tiles much thinner than the encoder's halo (6 rows)
     (40, 9, 151, 13, 16, 11),  # anisotropic: x3.8 rows, x1.4 cols
-    (40, 9, 17, 5, 2, 5),  # shrinking
+    (40, 9, 40, 20, 2, 5),  # one axis unchanged (a shrinking one is resized: test_hostile)
     (40, 9, 97, 20, 10 ** 6, 10 ** 6),  # one band, one tile
 ])
 def test_tiled_equals_untiled(tiny, h, w, H, W, tile_rows, encoder_tile_rows):

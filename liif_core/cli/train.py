@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--save-dir', help='save folder (overrides save/<name>)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from the save folder\'s epoch-last.pth')
+    parser.add_argument('--new-optimizer', action='store_true',
+                        help='with --resume: continue with this config\'s optimizer settings '
+                             'where they differ from the run\'s (otherwise refused)')
     add_data_root_argument(parser)
     add_device_argument(parser, 'cpu, cuda, cuda:1, ... (default: CUDA if available)')
     parser.add_argument('--num-workers', type=int, help='DataLoader workers per process')
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     save_dir = Path(args.save_dir) if args.save_dir else Path('save') / name
     result = train(config, save_dir, resume=args.resume, data_root=args.data_root,
                    device=args.device, num_workers=args.num_workers, amp=args.amp,
-                   tf32=args.tf32, progress=args.progress,
+                   tf32=args.tf32, progress=args.progress, new_optimizer=args.new_optimizer,
                    time_limit=None if args.time_limit is None else 60 * args.time_limit)
     if distributed_env()[0] == 0:
         print(f'done: epoch {result["epoch"]}, checkpoints in {save_dir}')

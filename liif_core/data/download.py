@@ -1,13 +1,17 @@
 """The verified, resumable downloader that ``liif data fetch`` and the shipped weights use.
 
 Downloads go to ``<file>.part`` and are renamed only once complete and verified, so a killed
-download never looks finished; a second call resumes the ``.part`` with an HTTP Range request.
+download never looks finished; a second call resumes the ``.part`` with an HTTP Range request,
+and appends only when the server's Content-Range says the bytes start where the ``.part``
+ends (a server that answers a Range with the file from byte 0 would otherwise leave half a
+file followed by the whole one).
 """
 from __future__ import annotations
 
 import hashlib
 import http.client
 import os
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -30,7 +34,9 @@ def file_digest(path: str, algorithm: str) -> str:
 
 
 def download(url: str, dest: str, size: int | None = None, md5: str | None = None,
-             sha256: str | None = None, timeout: float = 60.0, progress: bool = True) -> str:
+             sha256: str | None = None, timeout: float = 60.0, progress: bool = True,
+             mismatch_advice: str = 'the file was deleted, run again to download it afresh'
+             ) -> str:
     """Download ``url`` to ``dest``, resuming a previous ``dest.part`` and verifying the result.
 
     Args:
@@ -39,6 +45,7 @@ def download(url: str, dest: str, size: int | None = None, md5: str | None = Non
         size, md5, sha256: expected values, each checked when given.
         timeout: seconds without progress before the connection is given up.
         progress: show a tqdm bar.
+        mismatch_advice: what the checksum-mismatch error tells the user to do.
 
     Returns:
         dest.
@@ -53,10 +60,15 @@ def download(url: str, dest: str, size: int | None = None, md5: str | None = Non
     have = os.path.getsize(part) if os.path.exists(part) else 0
     if size is None or have < size:
         response = _open(url, have, timeout)
+        if response is not None and have and not _continues(response, have):
+            have = 0  # not the bytes after ours: start again from byte 0
+            if response.status != 200:  # a 200 is the whole file already
+                response.close()
+                response = _open(url, have, timeout)
         if response is not None:
             with response:
                 _receive(response, url, part, have, size, progress)
-    _verify(part, url, size, md5, sha256)
+    _verify(part, url, size, md5, sha256, mismatch_advice)
     os.replace(part, dest)
     return dest
 
@@ -78,11 +90,17 @@ def _open(url: str, have: int, timeout: float) -> Any:
                          ) from e
 
 
+def _continues(response: Any, have: int) -> bool:
+    """Whether a response to ``Range: bytes=have-`` holds exactly the bytes from ``have`` on:
+    a 206 whose Content-Range starts there."""
+    match = re.fullmatch(r'bytes (\d+)-(\d+)/(\d+|\*)',
+                         (response.headers.get('Content-Range') or '').strip())
+    return response.status == 206 and match is not None and int(match[1]) == have
+
+
 def _receive(response: Any, url: str, part: str, have: int, size: int | None,
              progress: bool) -> None:
     """Write the response body to ``part``, appending when the server honoured our Range."""
-    if have and response.status != 206:
-        have = 0  # the server ignored the Range header: start again
     length = response.headers.get('Content-Length')
     total = have + int(length) if length is not None else size
     with open(part, 'ab' if have else 'wb') as f, \
@@ -101,7 +119,8 @@ def _receive(response: Any, url: str, part: str, have: int, size: int | None,
                          f'the same command again to resume')
 
 
-def _verify(path: str, url: str, size: int | None, md5: str | None, sha256: str | None) -> None:
+def _verify(path: str, url: str, size: int | None, md5: str | None, sha256: str | None,
+            advice: str) -> None:
     actual = os.path.getsize(path)
     problems = []
     if size is not None and actual != size:
@@ -112,5 +131,4 @@ def _verify(path: str, url: str, size: int | None, md5: str | None, sha256: str 
             problems.append(f'{algorithm} {digest} != expected {expected}')
     if problems:
         os.remove(path)
-        raise FetchError(f'{url}: checksum mismatch ({"; ".join(problems)}); the file was '
-                         f'deleted, run again to download it afresh')
+        raise FetchError(f'{url}: checksum mismatch ({"; ".join(problems)}); {advice}')

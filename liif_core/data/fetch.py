@@ -15,8 +15,11 @@ where its files come from, their checksums and how they unpack. Files land under
 Downloads go to ``<file>.part`` and are renamed only once complete and verified, so a killed
 download never looks finished; running the command again resumes the ``.part`` with an HTTP
 Range request. A file is checked against its pinned size, MD5 and sha256 where the manifest has
-them. Where no checksum is published, the sha256 of the first download is recorded in
-``<root>/fetch-lock.json`` with a warning, and later downloads must match it.
+them. Where no checksum is published, the first download must prove itself (a checkpoint
+loads as one, an archive opens) before its sha256 is recorded in ``<root>/fetch-lock.json``
+with a warning; later downloads must match it. Every file name a manifest gives stays inside
+the data root, and an archive is marked incomplete (``.<folder>.incomplete`` beside the folder
+it provides) until it is wholly unpacked, so that an interrupted unpack is redone, not used.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ import zipfile
 from importlib import resources
 from typing import Any
 
+from ..atomic import atomic_write
 from .download import FetchError, download, file_digest
+from .folders import incomplete_marker
 from .photos import fetch_debian_photos, fetch_pip_photos
 from .specs import DEFAULT_DATA_ROOT
 
@@ -52,36 +57,110 @@ def load_manifest(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+# The entries of each manifest kind that list files: (key, fields every item must have).
+MANIFEST_LISTS = {'archives': (('files', ('filename', 'url', 'provides')),),
+                  'checkpoint': (('files', ('filename', 'url')),),
+                  'debian': (('packages', ('package', 'url', 'sha256')),
+                             ('images', ('name', 'package', 'member', 'split', 'sha256'))),
+                  'pip': (('images', ('name', 'module', 'resource', 'sha256')),)}
+
+
+def check_manifest(manifest: Any, name: str) -> None:
+    """Refuse, in one line, a manifest that is not of a known kind with its lists of entries,
+    or that names a file outside the data root (``../``, an absolute path)."""
+    if not isinstance(manifest, dict) or manifest.get('kind') not in MANIFEST_LISTS:
+        kind = manifest.get('kind') if isinstance(manifest, dict) else None
+        raise ValueError(f'manifest {name!r} has unknown kind {kind!r}; known: '
+                         f"{', '.join(MANIFEST_LISTS)}")
+    if not isinstance(manifest.get('target'), str):
+        raise ValueError(f"manifest {name!r} needs a 'target' folder under the data root")
+    names = [manifest['target']]
+    for key, fields in MANIFEST_LISTS[manifest['kind']]:
+        entries = manifest.get(key)
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise ValueError(f'manifest {name!r}: {key!r} must be a list of entries')
+        for entry in entries:
+            missing = [f for f in fields if not isinstance(entry.get(f), str)]
+            if missing:
+                raise ValueError(f'manifest {name!r}: an entry of {key!r} lacks '
+                                 f"{', '.join(missing)}: {entry}")
+            names += [entry.get(f) for f in ('filename', 'provides', 'name') if f in fields]
+    for path in names:
+        parts = path.replace('\\', '/').split('/')
+        if os.path.isabs(path) or '..' in parts:
+            raise ValueError(f'manifest {name!r}: the file name {path!r} leaves the data root; '
+                             'refused')
+
+
 def read_lock(root: str) -> dict[str, str]:
     path = os.path.join(root, LOCK_FILE)
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            lock = json.load(f)
+    except ValueError as e:
+        lock = e
+    if not isinstance(lock, dict) or not all(isinstance(v, str) for v in lock.values()):
+        raise FetchError(f'{path}: not a lock file (a JSON object of file name: sha256); '
+                         'delete it, and every file it pinned is pinned afresh by the next '
+                         'fetch')
+    return lock
 
 
 def write_lock(root: str, lock: dict[str, str]) -> None:
-    path = os.path.join(root, LOCK_FILE)
-    with open(path + '.tmp', 'w') as f:
-        json.dump(lock, f, indent=1, sort_keys=True)
-    os.replace(path + '.tmp', path)
+    # A random temporary name, created exclusively: never a planted file or link.
+    with atomic_write(os.path.join(root, LOCK_FILE)) as f:
+        f.write(json.dumps(lock, indent=1, sort_keys=True).encode())
+
+
+def check_kind(path: str, url: str, kind: str) -> None:
+    """Refuse a first download that is not what it should be (a server's HTML error page
+    served with 200 is not a checkpoint), deleting it, so that it is never pinned."""
+    if kind == 'checkpoint':
+        from ..checkpoint import load_model  # torch: only for checkpoints
+        try:
+            load_model(path)
+            return
+        except ValueError as e:
+            problem = str(e)
+    else:
+        if zipfile.is_zipfile(path) or tarfile.is_tarfile(path):
+            return
+        problem = 'not a zip or tar archive'
+    with open(path, 'rb') as f:
+        head = f.read(64).lstrip().lower()
+    if head.startswith((b'<!doctype html', b'<html', b'<')):
+        problem = 'it is an HTML page, likely an error or sign-in page'
+    os.remove(path)
+    raise FetchError(f'{url}: the download is not a {kind} ({problem}); it was deleted and '
+                     'nothing was pinned: check the URL, or run again later')
 
 
 def fetch_file(entry: dict[str, Any], root: str, progress: bool = True,
-               folder: str = 'downloads') -> str:
+               folder: str = 'downloads', kind: str = 'archive') -> str:
     """Download one manifest entry to ``<root>/<folder>/``, pinning an unknown sha256.
 
     Args:
         entry: {'url', 'filename', 'size', 'md5', 'sha256'} (checksums may be null).
         root: the data root; its lock file records the sha256 of files that have none.
         folder: where under the root the file stays.
+        kind: 'archive' or 'checkpoint': what a first download with no checksum to match
+            must be before it is pinned.
     """
     dest = os.path.join(root, folder, entry['filename'])
+    lock_path = os.path.join(root, LOCK_FILE)
     lock = read_lock(root)
     sha256 = entry.get('sha256') or lock.get(entry['filename'])
+    pinned_here = not entry.get('sha256') and entry['filename'] in lock
+    advice = (f"if the file changed upstream on purpose, remove {entry['filename']!r} from "
+              f'{lock_path} to pin the new one' if pinned_here else
+              'the file was deleted, run again to download it afresh')
     if not os.path.exists(dest):
         download(entry['url'], dest, entry.get('size'), entry.get('md5'), sha256,
-                 progress=progress)
+                 progress=progress, mismatch_advice=advice)
+    if sha256 is None:
+        check_kind(dest, entry['url'], kind)
     if not entry.get('sha256') and entry['filename'] not in lock:
         lock[entry['filename']] = file_digest(dest, 'sha256')
         write_lock(root, lock)
@@ -121,15 +200,20 @@ def extract(archive: str, dest: str) -> None:
 def fetch_archives(manifest: dict[str, Any], root: str, progress: bool = True) -> str:
     """Download and unpack every archive of an 'archives' manifest; return the target folder.
 
-    An archive whose ``provides`` folder already exists is skipped; unpacked archives are
-    deleted to save space (their sha256 stays in the lock file).
+    An archive whose ``provides`` folder already exists, wholly unpacked, is skipped; unpacked
+    archives are deleted to save space (their sha256 stays in the lock file).
     """
     target = os.path.join(root, manifest['target'])
     for entry in manifest['files']:
-        if os.path.isdir(os.path.join(target, entry['provides'])):
+        provided = os.path.join(target, entry['provides'])
+        marker = incomplete_marker(provided)
+        if os.path.isdir(provided) and not os.path.exists(marker):
             continue
         archive = fetch_file(entry, root, progress)
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        open(marker, 'w').close()  # until the last member is out
         extract(archive, target)
+        os.remove(marker)
         os.remove(archive)
     return target
 
@@ -137,7 +221,7 @@ def fetch_archives(manifest: dict[str, Any], root: str, progress: bool = True) -
 def fetch_checkpoint(manifest: dict[str, Any], root: str, progress: bool = True) -> str:
     """Download a 'checkpoint' manifest's file to ``<root>/<target>/``; return that folder."""
     for entry in manifest['files']:
-        fetch_file(entry, root, progress, folder=manifest['target'])
+        fetch_file(entry, root, progress, folder=manifest['target'], kind='checkpoint')
     return os.path.join(root, manifest['target'])
 
 
@@ -171,9 +255,8 @@ def fetch(name: str, root: str = DEFAULT_DATA_ROOT, progress: bool = True) -> st
     """Fetch a dataset or an official checkpoint by manifest name (see ``manifest_names``);
     return its folder."""
     manifest = load_manifest(name)
+    check_manifest(manifest, name)
     os.makedirs(root, exist_ok=True)
     kinds = {'archives': fetch_archives, 'debian': fetch_debian_photos, 'pip': fetch_pip_photos,
              'checkpoint': fetch_checkpoint}
-    if manifest.get('kind') not in kinds:
-        raise ValueError(f"manifest {name!r} has unknown kind {manifest.get('kind')!r}")
     return kinds[manifest['kind']](manifest, root, progress=progress)

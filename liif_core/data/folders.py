@@ -12,7 +12,10 @@ Differences from the official code, all on inputs the official datasets never co
   the official ``convert('RGB')`` clips such values at 255 and returns a nearly white image.
 - Alpha (RGBA, LA, palette with transparency) is dropped, as ``convert('RGB')`` does; it is not
   composited onto a background.
-- Hidden files (names starting with '.') and sub-folders are not listed.
+- Hidden files (names starting with '.'), temporary files (``.tmp``, ``.part``) and sub-folders
+  are not listed; a folder whose archive is still being unpacked is refused.
+- Every file is decoded as an image, ``.npy`` files included (only the ``bin`` cache's own
+  arrays are read with ``np.load``).
 - The ``bin`` cache stores ``.npy`` arrays of the decoded RGB image (read back with
   ``allow_pickle=False``) instead of pickles of ``imageio.imread``; it therefore forces RGB like
   the other modes, where the official ``bin`` path kept grayscale images single-channel.
@@ -25,11 +28,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
-import time
+import stat
 import warnings
 from typing import BinaryIO, Callable, TypeVar
 
@@ -38,6 +42,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
+
+from ..atomic import atomic_write
 
 T = TypeVar('T')
 
@@ -126,48 +132,136 @@ def _decoded_bytes(paths: list[str]) -> int:
 
 def _shm_has_room(paths: list[str]) -> bool:
     try:
-        stat = os.statvfs(SHARED_DIR)
+        fs = os.statvfs(SHARED_DIR)
     except OSError:  # no /dev/shm: each process keeps its own copy
         return False
-    return stat.f_bavail * stat.f_frsize > 2 * _decoded_bytes(paths)
+    return fs.f_bavail * fs.f_frsize > 2 * _decoded_bytes(paths)
+
+
+def _private_dir() -> str | None:
+    """``SHARED_DIR/liif-<uid>``, a folder only this user can enter, where the sets live: no
+    other user can read a private dataset there, nor plant a set for a job to train on. None,
+    with a warning, when the name is taken by something else (then every process keeps its own
+    copy)."""
+    path = os.path.join(SHARED_DIR, f'liif-{os.getuid()}')
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        warnings.warn(f'{path} is not a folder private to this user (owner uid {info.st_uid}, '
+                      f'mode {stat.filemode(info.st_mode)}); not sharing decoded images '
+                      'between processes: each keeps its own copy', stacklevel=3)
+        return None
+    return path
+
+
+def _lock(path: str) -> int:
+    """An exclusive ``flock`` on the lock file ``path`` (created 0600 if missing), waiting for
+    it; retried when a cleaner deleted the file between our open and our lock."""
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                return fd
+        os.close(fd)
+
+
+def _try_lock(path: str) -> int | None:
+    """An exclusive ``flock`` on the existing file ``path`` if no one holds one; else None."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held
+        os.close(fd)
+        return None
+    return fd
+
+
+def _set_files(base: str) -> tuple[str, ...]:
+    return (base + '.u8', base + '.u8.tmp', base + '.json', base + '.json.tmp', base + '.users',
+            base + '.lock')
+
+
+def _delete_if_unused(base: str) -> bool:
+    """Delete a set unless a process is writing it (``.lock``) or using it (``.users``)."""
+    writing = _try_lock(base + '.lock')
+    if writing is None:
+        return False
+    using = _try_lock(base + '.users')
+    if using is None and os.path.exists(base + '.users'):
+        os.close(writing)
+        return False
+    _remove(*_set_files(base))
+    for fd in (using, writing):
+        if fd is not None:
+            os.close(fd)
+    return True
+
+
+def _clean_unused(folder: str) -> None:
+    """Delete the sets no process holds a lock on: those of a job killed outright (SIGKILL,
+    out of memory), whose exit handlers never ran. A lock held by a live process in any
+    container keeps its set."""
+    for name in os.listdir(folder):
+        if name.endswith('.lock'):
+            _delete_if_unused(os.path.join(folder, name[:-len('.lock')]))
+
+
+def _valid_index(index_path: str, data_path: str, files: list) -> list | None:
+    """The index of a finished set for exactly ``files``, with every image inside the data
+    file; None for anything else (a set left half-written, or not written by this code)."""
+    try:
+        with open(index_path) as f:
+            record = json.load(f)
+        size = os.stat(data_path, follow_symlinks=False).st_size
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get('files') != files \
+            or record.get('size') != size or not isinstance(record.get('index'), list):
+        return None
+    for entry in record['index']:
+        if entry is None:
+            continue
+        ok = (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int)
+              and isinstance(entry[1], list) and len(entry[1]) == 3 and entry[1][2] == 3
+              and all(isinstance(n, int) and n > 0 for n in entry[1]))
+        if not ok or not 0 <= entry[0] <= size - math.prod(entry[1]):
+            return None
+    return record['index']
 
 
 def _shared_images(paths: list[str], skip_corrupt: bool) -> list[np.ndarray | None]:
     """The decoded images in one file in shared memory, read by every process of a torchrun
-    job on this machine: the first to arrive decodes, the others wait and map the same pages,
-    so N processes hold one copy. The file is removed when the process that wrote it exits."""
+    job on this machine: the first to take the set's lock decodes while the others wait on
+    the lock, then they map the same pages, so N processes hold one copy.
+
+    The files are private (a 0700 folder of this user, files 0600) and a set is used only if
+    its index names exactly these files and fits its data. Every process holds a shared lock
+    on its set while it runs; the last to exit deletes the set, and a set whose processes were
+    all killed is deleted by the next job that starts."""
+    folder = _private_dir()
+    if folder is None:
+        return [_read_or_none(path, skip_corrupt) for path in paths]
+    _clean_unused(folder)
     job = os.environ.get('TORCHELASTIC_RUN_ID', '') + os.environ.get('MASTER_PORT', '')
-    files = [(os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)) for p in paths]
+    files = [[os.path.abspath(p), os.path.getsize(p), os.path.getmtime(p)] for p in paths]
     key = hashlib.sha1(json.dumps([job, files]).encode()).hexdigest()[:16]
-    base = os.path.join(SHARED_DIR, f'liif-images-{key}')
-    data_path, index_path, lock_path = base + '.u8', base + '.json', base + '.lock'
+    base = os.path.join(folder, f'images-{key}')
+    data_path, index_path = base + '.u8', base + '.json'
+    writing = _lock(base + '.lock')  # one process at a time checks or writes the set
     try:
-        lock = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        lock = None
-    if lock is not None:
-        os.write(lock, str(os.getpid()).encode())
-        os.close(lock)
-        atexit.register(_remove, data_path, index_path, lock_path)
-        index = []  # (offset, shape) per image; None for an undecodable one
-        with open(data_path, 'wb') as f:
-            # disable=None: a bar on a terminal only, so logs and pipes stay clean.
-            for path in tqdm(paths, desc='loading (shared)', leave=False, disable=None):
-                rgb = _read_or_none(path, skip_corrupt)
-                index.append(None if rgb is None else (f.tell(), rgb.shape))
-                if rgb is not None:
-                    f.write(rgb.tobytes())
-        with open(index_path + '.tmp', 'w') as f:
-            json.dump(index, f)
-        os.replace(index_path + '.tmp', index_path)  # the others wait for this name
-    else:
-        while not os.path.exists(index_path):
-            if not _writer_alive(lock_path):
-                raise OSError(f'{data_path} was left unfinished by a process that stopped; '
-                              f'delete {base}.* and start again')
-            time.sleep(0.2)
-    with open(index_path) as f:
-        index = json.load(f)
+        users = os.open(base + '.users', os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+        fcntl.flock(users, fcntl.LOCK_SH)  # held while this process runs: the set is in use
+        atexit.register(_release, users, base)
+        index = _valid_index(index_path, data_path, files)
+        if index is None:  # the first process, or a set left unfinished: (re)write it
+            index = _write_set(paths, skip_corrupt, data_path, index_path, files)
+    finally:
+        os.close(writing)
     # Copy-on-write: writable arrays (torch.from_numpy needs them) whose pages stay shared,
     # as nothing writes to them.
     data = np.memmap(data_path, dtype=np.uint8, mode='c') if any(index) else None
@@ -175,21 +269,69 @@ def _shared_images(paths: list[str], skip_corrupt: bool) -> list[np.ndarray | No
             data[entry[0]:entry[0] + math.prod(entry[1])].reshape(entry[1]) for entry in index]
 
 
-def _writer_alive(lock_path: str) -> bool:
-    try:
-        with open(lock_path) as f:
-            pid = int(f.read() or 0)
-        if pid:
-            os.kill(pid, 0)
-        return True  # alive, or has not written its pid yet
-    except (ProcessLookupError, FileNotFoundError, ValueError):  # gone, or removed on failure
-        return False
+def _write_set(paths: list[str], skip_corrupt: bool, data_path: str, index_path: str,
+               files: list) -> list:
+    index = []  # (offset, shape) per image; None for an undecodable one
+    _remove(index_path)
+    # Written beside and renamed: a process still mapping an older file keeps its pages.
+    fd = os.open(data_path + '.tmp', os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, 'wb') as f:
+        # disable=None: a bar on a terminal only, so logs and pipes stay clean.
+        for path in tqdm(paths, desc='loading (shared)', leave=False, disable=None):
+            rgb = _read_or_none(path, skip_corrupt)
+            index.append(None if rgb is None else [f.tell(), list(rgb.shape)])
+            if rgb is not None:
+                f.write(rgb.tobytes())
+        size = f.tell()
+    os.replace(data_path + '.tmp', data_path)
+    fd = os.open(index_path + '.tmp', os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_NOFOLLOW,
+                 0o600)
+    with os.fdopen(fd, 'w') as f:
+        json.dump({'files': files, 'size': size, 'index': index}, f)
+    os.replace(index_path + '.tmp', index_path)
+    return index
+
+
+def _release(users: int, base: str) -> None:
+    """At exit: the last process using a set deletes it."""
+    os.close(users)
+    _delete_if_unused(base)
 
 
 def _remove(*paths: str) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+
+
+def incomplete_marker(folder: str) -> str:
+    """The file that marks ``folder`` as being unpacked (``.<name>.incomplete`` beside it):
+    present from the first member written to the last, so an interrupted unpack shows."""
+    folder = os.path.normpath(folder)
+    return os.path.join(os.path.dirname(folder), f'.{os.path.basename(folder)}.incomplete')
+
+
+def _check_complete(root_path: str) -> None:
+    """Refuse a folder inside an archive whose unpacking was interrupted."""
+    folder = os.path.abspath(root_path)
+    while True:
+        if os.path.exists(incomplete_marker(folder)):
+            raise ValueError(f'image folder {root_path!r} is incomplete: unpacking {folder} '
+                             'was interrupted; run `liif data fetch` again to finish it')
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+
+
+def image_names(root_path: str) -> list[str]:
+    """The names of a folder's images, sorted: not hidden, not sub-folders, and not a writer's
+    temporary files (``.part``, ``.tmp``: a download or write cut short); a folder whose
+    archive is still being unpacked is refused."""
+    _check_complete(root_path)
+    return sorted(name for name in os.listdir(root_path)
+                  if not name.startswith('.') and not name.endswith(('.tmp', '.part'))
+                  and os.path.isfile(os.path.join(root_path, name)))
 
 
 class ImageFolder(Dataset):
@@ -225,9 +367,9 @@ class ImageFolder(Dataset):
         self.skipped: list[str] = []
 
         if split_file is None:
-            names = sorted(f for f in os.listdir(root_path)
-                           if not f.startswith('.') and os.path.isfile(os.path.join(root_path, f)))
+            names = image_names(root_path)
         else:
+            _check_complete(root_path)
             with open(split_file) as f:
                 names = json.load(f)[split_key]
         if first_k is not None:
@@ -247,7 +389,8 @@ class ImageFolder(Dataset):
                 self.images = [_read_or_none(path, skip_corrupt) for path in
                                tqdm(self.paths, desc=f'loading {os.path.basename(root_path)}',
                                     leave=False, disable=None)]
-        elif cache == 'bin':
+        self.bin_paths: set[str] = set()  # the bin cache's arrays
+        if cache == 'bin':
             self.paths = [self._write_bin(path) for path in
                           tqdm(self.paths, desc=f'caching {os.path.basename(root_path)}',
                                leave=False, disable=None)]
@@ -269,9 +412,9 @@ class ImageFolder(Dataset):
                 if not self.skip_corrupt:
                     raise
                 return path
-            tmp = f'{bin_path}.{os.getpid()}.tmp.npy'
-            np.save(tmp, rgb, allow_pickle=False)
-            os.replace(tmp, bin_path)  # atomic: a killed run never leaves half an array
+            with atomic_write(bin_path) as f:  # a killed run never leaves half an array
+                np.save(f, rgb, allow_pickle=False)
+        self.bin_paths.add(bin_path)
         return bin_path
 
     def _load(self, i: int) -> torch.Tensor:
@@ -282,7 +425,7 @@ class ImageFolder(Dataset):
                 raise CorruptImageError(f'{self.paths[i]}: cannot decode image')
             return to_tensor(img)
         path = self.paths[i]
-        if path.endswith('.npy'):
+        if path in self.bin_paths:
             return to_tensor(np.load(path, allow_pickle=False))
         return to_tensor(read_rgb(path))
 

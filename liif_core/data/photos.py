@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..atomic import atomic_write
 from ..resize import resize_fn
 from .download import FetchError, download, file_digest
 from .folders import read_rgb, to_tensor
@@ -50,11 +51,11 @@ def prepare_photo(rgb: np.ndarray, max_side: int, multiple: int) -> np.ndarray:
 
 
 def save_png(rgb: np.ndarray, path: str) -> None:
-    """Write (H, W, 3) uint8 as PNG atomically (temp file + rename)."""
+    """Write (H, W, 3) uint8 as PNG atomically: a hidden temporary file, which image folders
+    never list and the next write into the folder deletes if its writer was killed."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp'
-    Image.fromarray(rgb).save(tmp, format='PNG')
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        Image.fromarray(rgb).save(f, format='PNG')
 
 
 def write_photo(data: bytes, name: str, hr_dir: str, lr_dir: str | None,

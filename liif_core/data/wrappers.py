@@ -118,9 +118,11 @@ class SRImplicitDownsampled(Dataset):
         check_sizes('sr-implicit-downsampled', inp_size=inp_size, sample_q=sample_q,
                     texture_tries=texture_tries)
         scale_max = scale_min if scale_max is None else scale_max
-        if not 0 < scale_min <= scale_max:
-            raise ValueError(f'sr-implicit-downsampled: need 0 < scale_min <= scale_max, got '
-                             f'{scale_min!r}, {scale_max!r}')
+        finite = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                     for v in (scale_min, scale_max))
+        if not finite or not 0 < scale_min <= scale_max:
+            raise ValueError(f'sr-implicit-downsampled: need finite numbers 0 < scale_min <= '
+                             f'scale_max, got {scale_min!r}, {scale_max!r}')
         self.dataset = dataset
         self.inp_size = inp_size
         self.scale_min = scale_min
@@ -182,6 +184,11 @@ class SRImplicitPaired(Dataset):
     def __getitem__(self, idx: int) -> Item:
         lr, hr = self.dataset[idx]  # (3, h, w), (3, H, W)
         s = hr.shape[-2] // lr.shape[-2]  # the official code assumes an integer scale
+        if s < 1 or hr.shape[-1] < lr.shape[-1]:
+            raise ValueError(f'sr-implicit-paired: item {idx}: the HR image '
+                             f'({hr.shape[-2]}x{hr.shape[-1]}) is smaller than its LR image '
+                             f'({lr.shape[-2]}x{lr.shape[-1]}); are the LR and HR folders '
+                             'swapped?')
         if self.inp_size is None:
             h_lr, w_lr = lr.shape[-2:]
             hr = hr[:, :h_lr * s, :w_lr * s]  # (3, h*s, w*s)
