@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .coords import make_cell, make_coord
-from .liif import LIIF, batched_predict
+from .liif import LIIF, batched_predict, fast_chunks
 from .resize import resize_fn
 
 # What every official config uses: the model sees (x - 0.5) / 0.5.
@@ -31,9 +31,13 @@ EVAL_BSIZE = 30000
 # allocator's rounding, the call's other tensors and the error of the per-query estimates.
 CUDA_MEMORY_SHARE = 0.5
 # Bytes one query of LIIF's fast path holds while its chunk decodes. The MLP runs on fixed
-# chunks of liif.FAST_CHUNK queries whatever the chunk, so only the query's coordinate and cell
-# (4 float32) and up to four float32 copies of its RGB on the way out grow with the chunk.
+# chunks of queries whatever the chunk (``liif.fast_chunks``; ``decoder_fixed_bytes``), so only
+# the query's coordinate and cell (4 float32) and up to four float32 copies of its RGB on the
+# way out grow with the chunk.
 FAST_QUERY_BYTES = 4 * 4 + 4 * 3 * 4
+# Activations of the fast path's MLP alive at once in inference: the gathered rows, and a
+# layer's input and output.
+FAST_LIVE_ACTIVATIONS = 3
 # Inference precisions by name: float32, or autocast to a half-precision type.
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
@@ -130,6 +134,17 @@ def query_bytes(model: nn.Module) -> int:
     return 4 * (widths + code) + FAST_QUERY_BYTES
 
 
+def decoder_fixed_bytes(model: nn.Module, device: torch.device) -> int:
+    """Device memory a decoding chunk of ``model`` takes whatever its size, in bytes: for
+    LIIF's fast path, its MLP chunk (``liif.fast_chunks``) of T ensemble members at the widest
+    layer, ``FAST_LIVE_ACTIVATIONS`` times, in float32; 0 for other models."""
+    if not isinstance(model, LIIF) or model.imnet is None:
+        return 0
+    width = max(layer.out_features for layer in model.imnet.linears)
+    members = 4 if model.local_ensemble else 1
+    return 4 * FAST_LIVE_ACTIVATIONS * members * width * fast_chunks(device)[1]
+
+
 def chunk_size(device: torch.device, items: int, item_bytes: float, cpu_items: int,
                fixed_bytes: float = 0) -> int:
     """How many of ``items`` (queries, or output rows of queries) to decode at once on
@@ -174,7 +189,8 @@ def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torc
         return model(inp, coord, cell)
     if bsize == 'auto':
         B, Q = coord.shape[:2]
-        bsize = chunk_size(inp.device, Q, B * query_bytes(model), EVAL_BSIZE)
+        bsize = chunk_size(inp.device, Q, B * query_bytes(model), EVAL_BSIZE,
+                           decoder_fixed_bytes(model, inp.device))
     inp_sub, inp_div, gt_sub, gt_div = norm_tensors(data_norm, inp.device)
     with torch.no_grad(), precision(dtype, inp.device):
         x = (inp - inp_sub) / inp_div
