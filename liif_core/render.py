@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+from pathlib import Path
 from typing import Callable, ContextManager, Sequence, Union
 
 import torch
@@ -87,6 +88,31 @@ class Bicubic:
 BICUBIC = Bicubic()
 
 
+def cpu_flags() -> frozenset[str] | None:
+    """The instruction-set flags of this machine's CPU (x86 ``flags``, Arm ``Features``) from
+    /proc/cpuinfo; None where there is no /proc/cpuinfo."""
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(':')
+        if key.strip() in ('flags', 'Features'):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 natively: x86 AVX-512 BF16 or AMX-BF16, or Arm's
+    BF16 extension. oneDNN also runs bfloat16 on AVX-512 CPUs without them, by conversions
+    that make it slower than float32, so its own check is used only where /proc/cpuinfo is
+    missing."""
+    flags = cpu_flags()
+    if flags is None:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})
+
+
 def precision(dtype: str | torch.dtype | None, device: torch.device | str) -> ContextManager:
     """The context to run a model in at ``dtype`` on ``device``: nothing for float32 (or None),
     otherwise autocast to that dtype. Coordinates, cells and the local ensemble's weights stay
@@ -105,7 +131,12 @@ def precision(dtype: str | torch.dtype | None, device: torch.device | str) -> Co
     device = torch.device(device)
     name = str(dtype).removeprefix('torch.')
     if device.type == 'cpu':
-        # float16 on a CPU without native half-precision instructions would be emulated, slowly.
+        # Half precision on a CPU without its instructions would be emulated, slower than
+        # float32.
+        if dtype == torch.bfloat16 and not cpu_has_bf16():
+            raise ValueError('bfloat16 inference needs a CPU with bfloat16 instructions '
+                             '(AVX-512 BF16, AMX or Arm BF16), which this one lacks: it would '
+                             'run slower than float32; use float32')
         supported = dtype == torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_fp16_supported()
     elif device.type == 'cuda':
         supported = dtype == torch.float16 or torch.cuda.is_bf16_supported()
