@@ -15,7 +15,9 @@ of ``--repeat`` runs is kept:
 Every case runs on a quiet machine and again while a competing CPU-bound process (a bounded
 ``while`` loop at the same priority, started and always stopped by the bench) holds a core.
 The float32 (or ``--dtype``) matrix-multiply rate, measured in each condition, is the ceiling:
-a path's GFLOP/s counts the multiply-adds the fast path must do (``fast_macs_per_query``).
+a path's GFLOP/s counts the multiply-adds the fast path must do (``fast_macs_per_query``),
+and its ``..._with_encoder`` figures the encoder's too (``encoder_macs``). ``bf16_cost`` weighs
+bfloat16 against float32 for ``upscale`` on photos: speed-up and PSNR cost per scale.
 Peak memory is the resident-set high-water mark decoding adds, in a fresh process per path.
 ``--json PATH`` writes every case.
 
