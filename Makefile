@@ -7,7 +7,8 @@
 #                   benchmark chapters need them; book and test fetch them first)
 # make constraints  rewrite constraints.txt from the packages installed in .venv
 # make gpu-check    on a GPU machine: measure it for the book (book/results/gpu/<device>.json)
-#                   with the python already there (a CUDA torch); no venv, no network
+#                   with the python already there (a CUDA torch); no venv, no network; without
+#                   make: python3 scripts/gpu_check.py --out DIR
 #
 # Each target creates .venv and installs what it needs when missing. Set-up needs make and the
 # Debian packages python3-venv (Python >= 3.11), npm (the book's JavaScript) and, for make test,
@@ -107,7 +108,7 @@ bench: $(STAMP)
 	$(BIN)/liif bench
 
 gpu-check:
-	PYTHONPATH=$(CURDIR) $(PYTHON) scripts/gpu_check.py
+	$(PYTHON) scripts/gpu_check.py --out book/results/gpu
 
 data: $(STAMP)
 	$(BIN)/liif data fetch standin samples

@@ -33,7 +33,8 @@ from tqdm import tqdm
 from .coords import make_cell, make_coord
 from .imageio import Source
 from .liif import LIIF, single_threaded
-from .render import chunk_size, data_norm_of, denormalise, normalise, precision, query_bytes
+from .render import (chunk_size, data_norm_of, decoder_fixed_bytes, denormalise, normalise,
+                     precision, query_bytes)
 
 # Output pixels decoded per band by default on a CPU: a band's coordinates, cells and
 # predictions then take a few MiB, and its latent rows are many more than the 4 margin rows
@@ -130,7 +131,8 @@ def band_rows(model: LIIF, device: torch.device, h: int, w: int, H: int, W: int)
     cpu_rows = max(1, min(BAND_PIXELS // W, (BAND_PIXELS // w) * H // h))
     per_latent = w * latent_bytes(model)  # one latent row
     row_bytes = W * (query_bytes(model) + BAND_PIXEL_BYTES) + per_latent * h / H
-    return chunk_size(device, H, row_bytes, cpu_rows, fixed_bytes=MARGIN_ROWS * per_latent)
+    fixed = MARGIN_ROWS * per_latent + decoder_fixed_bytes(model, device)
+    return chunk_size(device, H, row_bytes, cpu_rows, fixed_bytes=fixed)
 
 
 @torch.no_grad()

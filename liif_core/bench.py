@@ -15,7 +15,9 @@ of ``--repeat`` runs is kept:
 Every case runs on a quiet machine and again while a competing CPU-bound process (a bounded
 ``while`` loop at the same priority, started and always stopped by the bench) holds a core.
 The float32 (or ``--dtype``) matrix-multiply rate, measured in each condition, is the ceiling:
-a path's GFLOP/s counts the multiply-adds the fast path must do (``fast_macs_per_query``).
+a path's GFLOP/s counts the multiply-adds the fast path must do (``fast_macs_per_query``),
+and its ``..._with_encoder`` figures the encoder's too (``encoder_macs``). ``bf16_cost`` weighs
+bfloat16 against float32 for ``upscale`` on photos: speed-up and PSNR cost per scale.
 Peak memory is the resident-set high-water mark decoding adds, in a fresh process per path.
 ``--json PATH`` writes every case.
 
@@ -26,23 +28,29 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import multiprocessing
+import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from . import liif
+from .checkpoint import load_model
 from .coords import make_cell, make_coord
-from .device import cpu_name  # noqa: F401  (its old home; the book imports it from here)
+from .device import cpu_name
+from .evaluate import load_images, make_test_pair
 from .liif import LIIF, batched_predict
+from .metrics import calc_psnr
 from .models import liif_spec
 from .registry import make_model
-from .render import data_norm_of, denormalise, normalise, precision
+from .render import DTYPES, cpu_has_bf16, data_norm_of, denormalise, normalise, precision
 from .sampling import ensemble_offsets
 from .upscale import upscale
 
@@ -67,6 +75,10 @@ GEMM_SHAPE = (4096, 256, 256)
 CONDITIONS = ('quiet', 'loaded')
 # The competing load ends by itself after this long, should the bench die without stopping it.
 LOAD_LIMIT_S = 3600
+# bfloat16 against float32 (``bf16_cost``): these scales, on centred crops of this side of the
+# photos (divisible by every scale: the crop is the whole high-resolution image at each).
+BF16_SCALES = (2, 4, 12)
+BF16_CROP = 240
 
 
 def _sync(device: torch.device) -> None:
@@ -107,6 +119,28 @@ def fast_macs_per_query(model: LIIF, h: int, w: int, queries: int) -> float:
     per_member += (first.in_features - code_dim) * first.out_features
     conv = h * w * code_dim * first.out_features
     return members * per_member + conv / queries
+
+
+def encoder_macs(model: LIIF, h: int, w: int) -> int:
+    """Multiply-adds of the encoder on an (h, w) input: every convolution's output elements
+    times its kernel's inputs, counted on a forward pass of zeros (whose shapes are those of
+    any input of that size)."""
+    total = 0
+
+    def count(conv: nn.Conv2d, _: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        kh, kw = conv.kernel_size
+        total += out.numel() * conv.in_channels // conv.groups * kh * kw
+
+    convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [conv.register_forward_hook(count) for conv in convs]
+    try:
+        with torch.no_grad():
+            model.encoder(torch.zeros(1, 3, h, w, device=next(model.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
 
 
 def case_input(size: int, device: torch.device) -> torch.Tensor:
@@ -225,8 +259,12 @@ def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int, dt
     pixels = (size * scale) ** 2
     seconds = {path: statistics.median(t) for path, t in times.items()}
     official = min(seconds[p] for p in seconds if p.startswith('official-1') or p == 'official')
-    gflops = {path: pixels * 2 * fast_macs_per_query(model, size, size, pixels) / t / 1e9
-              for path, t in seconds.items() if path in ('upscale', 'fast-query')}
+    decoder = pixels * fast_macs_per_query(model, size, size, pixels)
+    encoder = encoder_macs(model, size, size)
+    fast = [path for path in seconds if path in ('upscale', 'fast-query')]
+    gflops = {path: 2 * decoder / seconds[path] / 1e9 for path in fast}
+    # Both fast paths also encode the input: its multiply-adds are work done too.
+    with_encoder = {path: 2 * (decoder + encoder) / seconds[path] / 1e9 for path in fast}
     return {
         'condition': condition, 'size': size, 'scale': scale, 'pixels': pixels,
         'seconds': seconds,
@@ -236,7 +274,82 @@ def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int, dt
                                      for path, out in outputs.items()},
         'gflops': gflops,
         'pct_of_ceiling': {path: 100 * g / ceiling for path, g in gflops.items()},
+        'macs': {'decoder': decoder, 'encoder': encoder},
+        'gflops_with_encoder': with_encoder,
+        'pct_of_ceiling_with_encoder': {path: 100 * g / ceiling
+                                        for path, g in with_encoder.items()},
     }
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """The machine a run measured, for its JSON: the CPU model, the instruction set torch's
+    CPU kernels use, whether the CPU has bfloat16 instructions, whether the fast path's hidden
+    layers run oneDNN's fused kernel, logical CPUs, torch threads, torch and Python versions."""
+    return {'cpu': cpu_name(), 'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'bf16_units': cpu_has_bf16(), 'fused_linear': liif.FUSED_LINEAR,
+            'logical_cpus': os.cpu_count(), 'threads': threads, 'torch': torch.__version__,
+            'python': platform.python_version()}
+
+
+def bf16_cost(model: LIIF, photos: Sequence[str | os.PathLike], scales: Sequence[int] = BF16_SCALES,
+              crop: int = BF16_CROP, repeat: int = 1) -> dict[str, Any]:
+    """What ``upscale(dtype='bfloat16')`` gains and costs against float32 on photos.
+
+    Each photo's centred ``crop x crop`` window is the high-resolution image; at each scale it
+    is downsampled as in the evaluation (``make_test_pair``) and upscaled back in both
+    precisions, interleaved (median of ``repeat``). The PSNR is the evaluation's ('div2k'
+    protocol, RGB, the border shaved); the cost is float32's PSNR minus bfloat16's.
+
+    Where the CPU lacks bfloat16 instructions, ``upscale`` refuses bfloat16; the same
+    arithmetic then runs under the caller's autocast, emulated, to show what it would cost:
+    ``'emulated': True``.
+
+    Returns:
+        {'emulated', 'photos', 'crop', 'repeat', 'scales': {'x<s>': {'psnr_float32',
+        'psnr_bfloat16', 'psnr_cost_db', 'max_psnr_cost_db' (over photos), 'max_abs_diff'
+        (in [0, 1]), 'seconds_float32', 'seconds_bfloat16' (summed over photos), 'speedup'}}}
+    """
+    device = next(model.parameters()).device
+    emulated = device.type == 'cpu' and not cpu_has_bf16()
+    images = load_images(photos, crop=crop)
+
+    def upscale_in(dtype: str, lr: torch.Tensor, size: torch.Size) -> torch.Tensor:
+        if dtype == 'bfloat16' and emulated:
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                return upscale(lr, size=size, model=model, progress=False)
+        return upscale(lr, size=size, model=model, progress=False, dtype=dtype)
+
+    dtypes = ('float32', 'bfloat16')
+    out: dict[str, Any] = {'emulated': emulated, 'photos': [name for name, _ in images],
+                           'crop': crop, 'repeat': repeat, 'scales': {}}
+    for scale in scales:
+        seconds = {dtype: 0.0 for dtype in dtypes}
+        psnr: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
+        diff = 0.0
+        for _, hr in images:
+            lr, hr = make_test_pair(hr.to(device), scale)
+            times: dict[str, list[float]] = {dtype: [] for dtype in dtypes}
+            sr = {}
+            for _ in range(repeat):
+                for dtype in dtypes:
+                    _sync(device)
+                    start = time.perf_counter()
+                    sr[dtype] = upscale_in(dtype, lr, hr.shape[1:])
+                    _sync(device)
+                    times[dtype].append(time.perf_counter() - start)
+            for dtype in dtypes:
+                seconds[dtype] += statistics.median(times[dtype])
+                psnr[dtype].append(calc_psnr(sr[dtype], hr, 'div2k', scale).item())
+            diff = max(diff, (sr['bfloat16'] - sr['float32']).abs().max().item())
+        costs = [a - b for a, b in zip(psnr['float32'], psnr['bfloat16'])]
+        out['scales'][f'x{scale}'] = {
+            'psnr_float32': statistics.mean(psnr['float32']),
+            'psnr_bfloat16': statistics.mean(psnr['bfloat16']),
+            'psnr_cost_db': statistics.mean(costs), 'max_psnr_cost_db': max(costs),
+            'max_abs_diff': diff, 'seconds_float32': seconds['float32'],
+            'seconds_bfloat16': seconds['bfloat16'],
+            'speedup': seconds['float32'] / seconds['bfloat16']}
+    return out
 
 
 def format_table(cases: list[dict[str, Any]]) -> str:

@@ -36,9 +36,11 @@ def make_coord(shape: Sequence[int], ranges: Sequence[Sequence[float]] | None = 
         r = (v1 - v0) / (2 * n)
         # Bit-exact with the official grids: 2r and v0 + r are rounded to float32 once, then one
         # float32 multiply and one float32 add. linspace, or float64 followed by a cast, differ
-        # in the last bit for about 10 % of the entries.
-        step = torch.tensor(2 * r, dtype=torch.float32, device=device)
-        start = torch.tensor(v0 + r, dtype=torch.float32, device=device)
+        # in the last bit for about 10 % of the entries. The rounded values stay Python floats
+        # (exact in float32, so the products are the same): a tensor made on a GPU from a
+        # Python value would be copied from the host, waiting for the GPU's queue every call.
+        step = torch.tensor(2 * r, dtype=torch.float32).item()
+        start = torch.tensor(v0 + r, dtype=torch.float32).item()
         seqs.append(torch.arange(n, dtype=torch.float32, device=device) * step + start)
     coord = torch.stack(torch.meshgrid(*seqs, indexing='ij'), dim=-1)  # (*shape, ndim)
     if flatten:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence, Union
 
 import torch
 from torch import nn
 
 from .coords import make_cell, make_coord
-from .liif import LIIF, batched_predict
+from .liif import LIIF, batched_predict, fast_chunks
 from .resize import resize_fn
 
 # What every official config uses: the model sees (x - 0.5) / 0.5.
@@ -34,9 +35,13 @@ EVAL_BSIZE = 30000
 # allocator's rounding, the call's other tensors and the error of the per-query estimates.
 CUDA_MEMORY_SHARE = 0.5
 # Bytes one query of LIIF's fast path holds while its chunk decodes. The MLP runs on fixed
-# chunks of liif.FAST_CHUNK queries whatever the chunk, so only the query's coordinate and cell
-# (4 float32) and up to four float32 copies of its RGB on the way out grow with the chunk.
+# chunks of queries whatever the chunk (``liif.fast_chunks``; ``decoder_fixed_bytes``), so only
+# the query's coordinate and cell (4 float32) and up to four float32 copies of its RGB on the
+# way out grow with the chunk.
 FAST_QUERY_BYTES = 4 * 4 + 4 * 3 * 4
+# Activations of the fast path's MLP alive at once in inference: the gathered rows, and a
+# layer's input and output.
+FAST_LIVE_ACTIVATIONS = 3
 # Inference precisions by name: float32, or autocast to a half-precision type.
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
@@ -128,6 +133,31 @@ class Bicubic:
 BICUBIC = Bicubic()
 
 
+def cpu_flags() -> frozenset[str] | None:
+    """The instruction-set flags of this machine's CPU (x86 ``flags``, Arm ``Features``) from
+    /proc/cpuinfo; None where there is no /proc/cpuinfo."""
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(':')
+        if key.strip() in ('flags', 'Features'):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 natively: x86 AVX-512 BF16 or AMX-BF16, or Arm's
+    BF16 extension. oneDNN also runs bfloat16 on AVX-512 CPUs without them, by conversions
+    that make it slower than float32, so its own check is used only where /proc/cpuinfo is
+    missing."""
+    flags = cpu_flags()
+    if flags is None:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})
+
+
 def precision(dtype: str | torch.dtype | None, device: torch.device | str) -> ContextManager:
     """The context to run a model in at ``dtype`` on ``device``: nothing for float32 (or None),
     otherwise autocast to that dtype. Coordinates, cells and the local ensemble's weights stay
@@ -146,7 +176,12 @@ def precision(dtype: str | torch.dtype | None, device: torch.device | str) -> Co
     device = torch.device(device)
     name = str(dtype).removeprefix('torch.')
     if device.type == 'cpu':
-        # float16 on a CPU without native half-precision instructions would be emulated, slowly.
+        # Half precision on a CPU without its instructions would be emulated, slower than
+        # float32.
+        if dtype == torch.bfloat16 and not cpu_has_bf16():
+            raise ValueError('bfloat16 inference needs a CPU with bfloat16 instructions '
+                             '(AVX-512 BF16, AMX or Arm BF16), which this one lacks: it would '
+                             'run slower than float32; use float32')
         supported = dtype == torch.bfloat16 or torch.ops.mkldnn._is_mkldnn_fp16_supported()
     elif device.type == 'cuda':
         supported = dtype == torch.float16 or torch.cuda.is_bf16_supported()
@@ -173,6 +208,17 @@ def query_bytes(model: nn.Module) -> int:
                  if isinstance(m, nn.Linear))
     code = 9 * getattr(getattr(model, 'encoder', None), 'out_dim', 0)
     return 4 * (widths + code) + FAST_QUERY_BYTES
+
+
+def decoder_fixed_bytes(model: nn.Module, device: torch.device) -> int:
+    """Device memory a decoding chunk of ``model`` takes whatever its size, in bytes: for
+    LIIF's fast path, its MLP chunk (``liif.fast_chunks``) of T ensemble members at the widest
+    layer, ``FAST_LIVE_ACTIVATIONS`` times, in float32; 0 for other models."""
+    if not isinstance(model, LIIF) or model.imnet is None:
+        return 0
+    width = max(layer.out_features for layer in model.imnet.linears)
+    members = 4 if model.local_ensemble else 1
+    return 4 * FAST_LIVE_ACTIVATIONS * members * width * fast_chunks(device)[1]
 
 
 def chunk_size(device: torch.device, items: int, item_bytes: float, cpu_items: int,
@@ -221,7 +267,8 @@ def predict(model: Predictor, inp: torch.Tensor, coord: torch.Tensor, cell: torc
         return model(inp, coord, cell)
     if bsize == 'auto':
         B, Q = coord.shape[:2]
-        bsize = chunk_size(inp.device, Q, B * query_bytes(model), EVAL_BSIZE)
+        bsize = chunk_size(inp.device, Q, B * query_bytes(model), EVAL_BSIZE,
+                           decoder_fixed_bytes(model, inp.device))
     if data_norm == MODEL_DATA_NORM:
         data_norm = data_norm_of(model)
     with torch.no_grad(), precision(dtype, inp.device):

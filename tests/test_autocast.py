@@ -1,12 +1,17 @@
 """Mixed precision: both decoding paths run under CPU autocast (bfloat16), in inference and
 training, close to float32; coordinates and lookups stay float32; half-precision inference by
 name in ``render``, ``upscale`` and ``liif upscale --dtype``."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
 from liif_core import LIIF, load_model, render, upscale
 from liif_core.render import precision
+
+# The module: the package's name ``render`` is the function.
+RENDER = importlib.import_module('liif_core.render')
 
 SMALL_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
                                                  'no_upsampling': True}}
@@ -19,6 +24,13 @@ BF16_MEAN = 0.01
 
 def bf16():
     return torch.autocast('cpu', dtype=torch.bfloat16)
+
+
+@pytest.fixture
+def bf16_units(monkeypatch):
+    """bfloat16 by name on any CPU: one without the instructions emulates the same arithmetic
+    (slowly, which is why the library refuses it there)."""
+    monkeypatch.setattr(RENDER, 'cpu_has_bf16', lambda: True)
 
 
 @pytest.mark.parametrize('fast', [True, False], ids=['fast', 'reference'])
@@ -79,7 +91,7 @@ def test_a_training_step_under_autocast(fast):
         assert torch.isfinite(p.grad).all(), name
 
 
-def test_render_and_upscale_in_bfloat16():
+def test_render_and_upscale_in_bfloat16(bf16_units):
     torch.manual_seed(0)
     model = LIIF(SMALL_EDSR, DEEP_MLP).eval()
     lr = torch.rand(3, 12, 10)
@@ -97,7 +109,7 @@ def test_render_and_upscale_in_bfloat16():
                        upscale(lr, scale=3, model=model))
 
 
-def test_upscale_in_bfloat16_returns_an_image():
+def test_upscale_in_bfloat16_returns_an_image(bf16_units):
     torch.manual_seed(0)
     model = LIIF(SMALL_EDSR, DEEP_MLP).eval()
     image = (np.random.rand(9, 11, 3) * 255).astype(np.uint8)
@@ -115,7 +127,28 @@ def test_unknown_or_unsupported_dtypes_fail_in_one_line(monkeypatch):
         precision('float16', 'cpu')
 
 
-def test_cli_dtype(tmp_path):
+@pytest.mark.parametrize('flags, units', [('fpu avx2 fma', False), ('avx512f avx512_bf16', True),
+                                          ('avx512f amx_bf16 amx_tile', True),
+                                          ('fp asimd bf16', True), ('avx512f avx512bw', False)])
+def test_bfloat16_needs_the_instructions(monkeypatch, flags, units):
+    """Read from /proc/cpuinfo: x86 AVX-512 BF16 or AMX, or Arm BF16. Without them bfloat16 is
+    refused in one line, by the library and by liif upscale, before any work."""
+    monkeypatch.setattr(RENDER, 'cpu_flags', lambda: frozenset(flags.split()))
+    assert RENDER.cpu_has_bf16() is units
+    if units:
+        assert precision('bfloat16', 'cpu') is not None
+        return
+    one_line = r'^bfloat16 inference needs a CPU with bfloat16 instructions [^\n]*; use float32$'
+    lr = torch.rand(3, 4, 4)
+    for call in (lambda: precision('bfloat16', 'cpu'),
+                 lambda: upscale(lr, scale=2, model=LIIF(SMALL_EDSR, DEEP_MLP),
+                                 dtype='bfloat16'),
+                 lambda: render(LIIF(SMALL_EDSR, DEEP_MLP), lr, scale=2, dtype=torch.bfloat16)):
+        with pytest.raises(ValueError, match=one_line):
+            call()
+
+
+def test_cli_dtype(tmp_path, bf16_units):
     from liif_core.cli import main
     from PIL import Image
     Image.fromarray((np.random.rand(8, 9, 3) * 255).astype(np.uint8)).save(tmp_path / 'in.png')

@@ -1,5 +1,6 @@
 """``liif bench`` runs every case and path and writes them to JSON; ``upscale`` and the raw fast
 query give the official algorithm's numbers. No timings are asserted: only that they exist."""
+import importlib
 import json
 import subprocess
 import sys
@@ -8,7 +9,14 @@ import pytest
 import torch
 
 from liif_core import LIIF, upscale
-from liif_core.bench import CONDITIONS, QUICK_CASES, case_input, _official, competing_load
+from liif_core.bench import (CONDITIONS, QUICK_CASES, case_input, _official, bench_case,
+                             bf16_cost, competing_load, encoder_macs, fast_macs_per_query,
+                             machine_info)
+
+# The module: the package's name ``render`` is the function.
+RENDER = importlib.import_module('liif_core.render')
+SMALL_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
+                                                 'no_upsampling': True}}
 
 
 def test_bench_quick_writes_every_case(tmp_path):
@@ -54,3 +62,51 @@ def test_upscale_and_the_fast_query_give_the_official_numbers(size, scale):
     up = upscale(lr, scale=scale, model=model, tile_rows=10, progress=False)
     assert (fast - official).abs().max() <= 1e-5
     assert (up - official).abs().max() <= 1e-5
+
+
+def test_encoder_macs_count_every_convolution():
+    model = LIIF(SMALL_EDSR, {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64]}})
+    # head 3 -> 16, two blocks of two 16 -> 16, the body's last 16 -> 16: all 3x3, same size.
+    per_pixel = 9 * (3 * 16 + 5 * 16 * 16)
+    assert encoder_macs(model, 7, 5) == 7 * 5 * per_pixel
+
+
+def test_the_case_counts_the_encoder_in_its_share_of_the_ceiling():
+    torch.manual_seed(0)
+    model = LIIF(SMALL_EDSR, {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64]}})
+    model.eval()
+    with torch.no_grad():
+        case = bench_case(model, 6, 4, 1, 1, 'float32', 'quiet', ceiling=100.0)
+    assert case['macs'] == {'decoder': pytest.approx(24 * 24 * fast_macs_per_query(
+        model, 6, 6, 24 * 24)), 'encoder': encoder_macs(model, 6, 6)}
+    for path in ('upscale', 'fast-query'):
+        ratio = case['gflops_with_encoder'][path] / case['gflops'][path]
+        assert ratio == pytest.approx(1 + case['macs']['encoder'] / case['macs']['decoder'])
+        assert case['pct_of_ceiling_with_encoder'][path] == pytest.approx(
+            case['gflops_with_encoder'][path])  # a ceiling of 100 GFLOP/s
+
+
+def test_machine_info_names_the_machine():
+    info = machine_info(3)
+    assert info['threads'] == 3 and info['torch'] == torch.__version__
+    assert info['bf16_units'] in (True, False) and info['cpu'] and info['cpu_capability']
+
+
+def test_bf16_cost_compares_both_precisions_on_photos(tmp_path):
+    """Emulated on a CPU without bfloat16 instructions, native on one with them: the same
+    arithmetic, so the PSNR cost is small either way and the record says which it was."""
+    from PIL import Image
+    torch.manual_seed(0)
+    model = LIIF(SMALL_EDSR, {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64]}})
+    model.eval()
+    rows = torch.linspace(0, 1, 64).view(-1, 1)
+    img = torch.stack([rows * rows.t(), rows.expand(64, 64), rows.t().expand(64, 64)], dim=-1)
+    Image.fromarray((img * 255).round().byte().numpy()).save(tmp_path / 'a.png')
+    with torch.no_grad():
+        cost = bf16_cost(model, [tmp_path / 'a.png'], scales=(2, 4), crop=48)
+    assert cost['emulated'] is (not RENDER.cpu_has_bf16())
+    assert cost['photos'] == ['a.png'] and set(cost['scales']) == {'x2', 'x4'}
+    for s in cost['scales'].values():
+        assert s['psnr_cost_db'] == pytest.approx(s['psnr_float32'] - s['psnr_bfloat16'])
+        assert 0 < s['max_abs_diff'] <= 0.05 and abs(s['psnr_cost_db']) < 3
+        assert s['speedup'] == pytest.approx(s['seconds_float32'] / s['seconds_bfloat16'])

@@ -121,3 +121,44 @@ def test_worker_threads_give_the_same_numbers(monkeypatch):
     torch.set_num_threads(1)
     one, _ = decode_both(model, inp, coord, cell)
     assert (fast - one).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize('fused', [True, False], ids=['onednn', 'addmm'])
+def test_both_hidden_layer_kernels_give_the_reference_numbers(reference_ckpt_path, reference,
+                                                              monkeypatch, fused):
+    """oneDNN's fused linear + ReLU (used on AVX-512 CPUs) and addmm + relu_ (elsewhere)."""
+    if fused and not hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+        pytest.skip('this build of torch has no oneDNN linear')
+    monkeypatch.setattr(liif_core.liif, 'FUSED_LINEAR', fused)
+    monkeypatch.setattr(liif_core.liif, 'FAST_CHUNK', 97)  # reused buffers, a partial chunk
+    model = load_model(reference_ckpt_path)
+    for case in ('grid', 'rand'):
+        fast, ref = decode_both(model, reference['inp'], reference[f'{case}_coord'],
+                                reference[f'{case}_cell'])
+        assert (fast - ref).abs().max() <= 1e-5
+        assert (fast - reference[f'{case}_out']).abs().max() <= 1e-5
+
+
+def test_chunks_follow_the_device():
+    assert liif_core.liif.fast_chunks(torch.device('cpu')) == (liif_core.liif.WORK_UNIT,
+                                                               liif_core.liif.FAST_CHUNK)
+    assert liif_core.liif.fast_chunks(torch.device('cuda')) == (liif_core.liif.CUDA_CHUNK,) * 2
+
+
+def test_a_training_step_makes_no_tensor_from_python_values_on_the_device(monkeypatch):
+    """On a GPU, ``torch.tensor(values, device=...)`` copies from the host and waits for the
+    GPU's queue: neither the coordinates nor the fast path may make one."""
+    made = []
+    tensor = torch.tensor
+
+    def watched(*args, **kwargs):
+        if kwargs.get('device') is not None:
+            made.append(kwargs['device'])
+        return tensor(*args, **kwargs)
+
+    model = LIIF(SMALL_EDSR, DEEP_MLP)
+    inp = torch.randn(2, 3, 6, 5)
+    monkeypatch.setattr(torch, 'tensor', watched)
+    coord, cell = grid_queries(2, 12, 10)
+    model(inp, coord, cell).abs().mean().backward()
+    assert made == []

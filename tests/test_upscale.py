@@ -15,7 +15,7 @@ from liif_core import LIIF, load_model
 from liif_core.bands import (BAND_PIXEL_BYTES, BAND_PIXELS, MARGIN_ROWS, band_rows,
                              latent_bytes)
 from liif_core.imageio import PngStream, read_png16
-from liif_core.render import output_size, query_bytes, render
+from liif_core.render import decoder_fixed_bytes, output_size, query_bytes, render
 from liif_core.upscale import upscale, upscale_file
 
 TINY_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
@@ -127,9 +127,10 @@ def test_bands_on_cuda_follow_free_memory(tiny, monkeypatch):
     cuda = torch.device('cuda')
     h, w, H, W = 500, 600, 2000, 2400
 
-    def band_bytes(rows):  # the estimate band_rows budgets with: queries, then latent rows
+    def band_bytes(rows):  # the estimate band_rows budgets with: queries, latent rows, MLP
         latent = rows * h / H + MARGIN_ROWS
-        return rows * W * (query_bytes(tiny) + BAND_PIXEL_BYTES) + latent * w * latent_bytes(tiny)
+        return (rows * W * (query_bytes(tiny) + BAND_PIXEL_BYTES)
+                + latent * w * latent_bytes(tiny) + decoder_fixed_bytes(tiny, cuda))
 
     free = 2**40
     monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (free, free))

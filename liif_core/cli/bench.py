@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..bench import (CASES, CONDITIONS, DEFAULT_SPEC, GEMM_SHAPE, QUICK_CASES, REFERENCE_CHUNK,
-                     SEED, TUNED_CHUNK, case_input, bench_case, competing_load, format_table,
-                     matmul_peak, paths, peak_extra_memory)
+from ..bench import (BF16_CROP, BF16_SCALES, CASES, CONDITIONS, DEFAULT_SPEC, GEMM_SHAPE,
+                     QUICK_CASES, REFERENCE_CHUNK, SEED, TUNED_CHUNK, bench_case, bf16_cost,
+                     case_input, competing_load, format_table, machine_info, matmul_peak, paths,
+                     peak_extra_memory)
 from ..checkpoint import load_model
+from ..data.specs import DEFAULT_DATA_ROOT
 from ..device import machine_description
+from ..pretrained import DEFAULT_MODEL, load_pretrained
 from ..liif import LIIF
 from ..registry import make_model
 from ..render import DTYPES, precision
@@ -39,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--json', metavar='PATH', help='also write every case to this file')
     parser.add_argument('--quick', action='store_true',
                         help='a tiny case, one run each: checks that the benchmark works')
+    parser.add_argument('--bf16-photos', metavar='DIR',
+                        default=str(Path(DEFAULT_DATA_ROOT) / 'standin' / 'valid_report'),
+                        help='photos for the bfloat16 comparison, decoded with the shipped '
+                             f'weights {DEFAULT_MODEL} (default: %(default)s)')
+    parser.add_argument('--bf16-crop', type=int, default=BF16_CROP, metavar='N',
+                        help='side of the centred crop of each photo (default %(default)s)')
+    parser.add_argument('--no-bf16', dest='bf16', action='store_false',
+                        help='skip the bfloat16 comparison')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
     conditions = [c.strip() for c in args.conditions.split(',') if c.strip()]
     if not conditions or any(c not in CONDITIONS for c in conditions):
         raise ValueError(f'--conditions must list quiet and/or loaded, got {args.conditions!r}')
+    lcm = math.lcm(*BF16_SCALES)  # the crop is downsampled by every scale
+    if args.bf16 and not args.quick and (args.bf16_crop < 1 or args.bf16_crop % lcm):
+        raise ValueError(f'--bf16-crop must be a positive multiple of {lcm}, got {args.bf16_crop}')
+    if args.bf16 and not args.quick and not Path(args.bf16_photos).is_dir():
+        raise ValueError(f'--bf16-photos {args.bf16_photos}: no such folder (liif data fetch '
+                         'standin), or pass --no-bf16')
+    if args.json and not Path(args.json).resolve().parent.is_dir():
+        raise ValueError(f'{Path(args.json).resolve().parent}: no such directory for --json')
     device = torch.device(args.device)
     precision(args.dtype, device)  # an unsupported dtype fails before any work
     threads = torch.get_num_threads()  # --threads, applied by liif_core.cli.main
@@ -82,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
               'machine': machine_description(threads), 'weights': weights,
               'device': str(device), 'dtype': args.dtype, 'threads': threads,
               'repeat': repeat, 'gemm_shape': GEMM_SHAPE, 'ceiling_gflops': ceilings,
-              'cases': results}
+              'cases': results, 'machine_info': machine_info(threads)}
+    if args.bf16 and not args.quick:
+        report['bf16'] = bf16_cost(load_pretrained().to(device), args.bf16_photos,
+                                   crop=args.bf16_crop)
     print(f'machine: {report["machine"]}')
     print(f'weights: {weights}; device {device}, {args.dtype}')
     print('matmul ceiling (' + f'{m}x{k} @ {k}x{n}): '
@@ -93,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
           'added, one process per path and case')
     print()
     print(format_table(results))
+    if 'bf16' in report:
+        bf16 = report['bf16']
+        note = ' (emulated: this CPU has no bfloat16 instructions)' if bf16['emulated'] else ''
+        print(f"\nbfloat16 against float32, upscale with {DEFAULT_MODEL} on "
+              f"{len(bf16['photos'])} photos ({bf16['crop']}x{bf16['crop']} crops){note}:")
+        for label, row in bf16['scales'].items():
+            print(f"  {label}: speed-up {row['speedup']:.2f}x, PSNR cost {row['psnr_cost_db']:.2f} "
+                  f"dB (worst photo {row['max_psnr_cost_db']:.2f}), max abs diff "
+                  f"{row['max_abs_diff']:.3g}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
     return 0

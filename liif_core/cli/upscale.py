@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f'default: {DEFAULT_MODEL}, trained on stand-in photos)')
     add_device_argument(parser, "where to decode, e.g. 'cpu', 'cuda' (default: cuda if available)")
     parser.add_argument('--dtype', choices=tuple(DTYPES), default='float32',
-                        help='precision of the model (default float32; float16 only where the '
-                             'device runs it)')
+                        help='precision of the model (default float32; bfloat16 only on CPUs '
+                             'with bfloat16 instructions (AVX-512 BF16, AMX, Arm BF16) and on '
+                             'CUDA; float16 only where the device runs it)')
     parser.add_argument('--quality', type=int, default=95, help='JPEG/WebP quality (default 95)')
     parser.add_argument('--tile', type=int, default=None, metavar='ROWS',
                         help='output rows decoded at once (default: about 2^18 pixels on a '
