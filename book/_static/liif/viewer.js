@@ -29,14 +29,17 @@
  * centres make_coord computes (in float32, the same operations), and the cell is (2/H, 2/W).
  *
  * Test hook: window.liifViewers lists the viewers of the page in order. Each has
- *   ready             a Promise, resolved when the model has encoded the image (rejected with
- *                     the reason the page shows when the live view cannot run)
+ *   ready             a Promise, resolved when the model has encoded the image and the first
+ *                     view is drawn (rejected with the reason the page shows when the live
+ *                     view cannot run); the viewer starts when it is scrolled near the screen
  *   setView({scale, top, left})   show that view (top, left in output pixels; any values)
  *   setEnsemble(on), setCellScale(s or null: the true cell)
  *   whenIdle()        a Promise resolved when no decode is running or waiting
  *   decodeRaw({scale, top, left, height, width, ensemble, cell})   a Promise of the decoded
  *                     window as a Float32Array of height * width * 3 RGB in [0, 1], row-major;
  *                     cell (2 numbers) defaults to (2/H, 2/W), ensemble to true
+ *   lastDecode        {view: {scale, top, left, height, width, cell, ensemble}, rgb} of the
+ *                     last full view drawn (rgb as decodeRaw returns it)
  *   canvas, bicubicCanvas   the two views (canvas pixels are round(255 rgb))
  *   timings           {encode, preview, full} in ms of the last of each, with the queries
  *   backend           'webgpu' or 'wasm, N thread(s)'
@@ -251,7 +254,13 @@
     function loadImage(url) {
         return new Promise(function (resolve, reject) {
             var img = new Image();
-            img.onload = function () { resolve(pixels(img, img.naturalHeight, img.naturalWidth)); };
+            img.onload = function () {
+                try {  // reading the pixels back throws where the page may not (file://)
+                    resolve(pixels(img, img.naturalHeight, img.naturalWidth));
+                } catch (error) {
+                    reject(error);
+                }
+            };
             img.onerror = function () { reject(new Error('could not load ' + url)); };
             img.src = url;
         });
@@ -302,8 +311,19 @@
         this.running = false;
         this.idleWaiters = [];
         this.build();
-        this.ready = this.start(IMAGE_DIR + data.image);
+        // The runtime and the model (about 20 MB) load when the viewer comes near the screen.
+        var self = this, begin;
+        this.ready = new Promise(function (resolve, reject) {
+            begin = function () { self.start(IMAGE_DIR + data.image).then(resolve, reject); };
+        });
         this.ready.catch(function () {});  // the page shows the reason; nothing is unhandled
+        var near = new IntersectionObserver(function (entries) {
+            if (entries.some(function (entry) { return entry.isIntersecting; })) {
+                near.disconnect();
+                begin();
+            }
+        }, {rootMargin: '400px'});
+        near.observe(root);
     }
 
     Viewer.prototype.build = function () {
@@ -649,7 +669,7 @@
         }
         this.running = true;
         this.pending = false;
-        var size = outputSize(this.image.height, this.image.width, this.scale);
+        var scale = this.scale, size = outputSize(this.image.height, this.image.width, scale);
         var cell = this.cellOf(size), ensemble = this.ensemble;
         var view = [this.top, this.left, this.viewHeight, this.viewWidth];
         var full = windowQueries(size[0], size[1], view[0], view[1], view[2], view[3], 1);
@@ -667,6 +687,9 @@
         }).then(function (rgb) {
             if (!rgb) return;
             self.timings.full = {ms: performance.now() - started, queries: rgb.length / 3};
+            self.lastDecode = {rgb: rgb, view: {scale: scale, top: view[0], left: view[1],
+                                                height: view[2], width: view[3], cell: cell,
+                                                ensemble: ensemble}};
             self.canvas.getContext('2d').putImageData(toImageData(rgb, full.rows, full.cols), 0, 0);
             self.showReadout(size, cell, 'full');
         }).catch(function (error) {
