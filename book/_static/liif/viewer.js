@@ -19,9 +19,10 @@
  * [0, 1] to a table (h, w, D), the first decoder layer applied to every code's 3x3
  * neighbourhood; decoder.onnx (and decoder_no_ensemble.onnx) map the table and Q queries
  * (coord, cell), (Q, 2) each, to RGB (Q, 3) in [0, 1]. They run in ONNX Runtime Web
- * (_static/ort/, fetched by scripts/book_assets.sh): WebGPU where the browser offers an
- * adapter, otherwise wasm, on several threads when the page is cross-origin isolated (served
- * by `make serve`) and on one thread otherwise.
+ * (_static/ort/, fetched by scripts/book_assets.sh) in wasm, on several threads when the page
+ * is cross-origin isolated (served by `make serve`) and on one thread otherwise; with ?webgpu
+ * in the page's URL, on WebGPU where the browser offers an adapter (see WEBGPU below), falling
+ * back to wasm when the adapter or the session fails.
  *
  * A view is what liif_core.render(model, lr, scale=s, window=(top, left, height, width))
  * decodes: the output grid is (H, W) = (round(h s), round(w s)), the window spans rows
@@ -63,6 +64,10 @@
     // The coarse preview decodes every PREVIEW-th pixel of each axis (1/16 of the queries).
     var PREVIEW = 4;
     var CELL_SCALES = [1, 30];  // the cell slider's range, as the scale whose cell it is
+    // WebGPU only on request (a page URL with ?webgpu): ONNX Runtime Web 1.31.1's WebGPU build
+    // has no kernel for the float64 Cast nodes of the decoder graph ("Could not find an
+    // implementation for Cast(13)"), so today it would download 28.8 MB to fall back to wasm.
+    var WEBGPU = /[?&]webgpu\b/.test(location.search);
 
     // -- the runtime, shared by all viewers of a page --------------------------------------
 
@@ -96,7 +101,7 @@
                 'the live view needs the book served over HTTP (browsers block it from file://):' +
                 ' run `make serve` and open http://127.0.0.1:8000/'));
         }
-        return gpuAdapter().then(function (adapter) {
+        return (WEBGPU ? gpuAdapter() : Promise.resolve(null)).then(function (adapter) {
             if (!adapter) return startWith('wasm');
             return startWith('webgpu').catch(function (error) {
                 console.warn('LIIF viewer: WebGPU failed (' + error.message + '); using wasm');
@@ -118,7 +123,8 @@
             function session(name) {
                 if (!sessions[name]) {
                     sessions[name] = ort.InferenceSession.create(MODEL_DIR + name + '.onnx', {
-                        executionProviders: backend === 'webgpu' ? ['webgpu'] : ['wasm'],
+                        // Nodes WebGPU cannot run fall back to wasm inside the session.
+                        executionProviders: backend === 'webgpu' ? ['webgpu', 'wasm'] : ['wasm'],
                         graphOptimizationLevel: 'all',
                     });
                 }
