@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from browser_pages import (HTML, SCREENSHOTS, browser, missing_requirement,  # noqa: F401
-                           server, watch)
+                           serve, server, watch)
 from liif_core import imageio, render, resize_fn
 from liif_core.pretrained import load_pretrained
 
@@ -248,6 +248,32 @@ def test_cell_slider_changes_the_view(browser, server, model):
         check_clean(log)
     finally:
         context.close()
+
+
+def test_isolated_page_decodes_on_threads(browser, model):
+    """Served as `make serve` serves it (cross-origin isolated), the viewer runs wasm on every
+    core the browser reports (up to 8), with the same result."""
+    url, httpd = serve(isolated=True)
+    try:
+        context, page, log = open_viewer(browser, url, ENSEMBLE)
+        try:
+            assert page.evaluate('() => crossOriginIsolated')
+            cores = page.evaluate('() => navigator.hardwareConcurrency')
+            backend = page.evaluate('() => window.liifViewers[0].backend')
+            threads = min(cores, 8)
+            assert backend == f'wasm, {threads} thread' + ('s' if threads > 1 else ''), backend
+            last = page.evaluate(LAST_VIEW)
+            view = last['view']
+            reference = render(model, page_input('hopper-64x54.png'), scale=view['scale'],
+                               window=(view['top'], view['left'], VIEW, VIEW))
+            assert_matches(last, reference, f'chapter 3, {backend}')
+            MEASURED['isolated'] = {'backend': backend, 'timings': last['timings']}
+            check_clean(log)
+        finally:
+            context.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_phone_width(browser, server):
