@@ -499,7 +499,8 @@
             });
             return self.whenIdle();
         }).then(function () {
-            if (self.fallback) self.fallback.hidden = true;
+            // The whole notebook cell that drew the frames (its code toggle too).
+            if (self.fallback) (self.fallback.closest('div.cell') || self.fallback).hidden = true;
         }, function (error) {
             self.root.classList.remove('liif-viewer--loading');
             self.root.classList.add('liif-viewer--failed');
