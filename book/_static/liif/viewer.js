@@ -336,7 +336,7 @@
         var self = this, root = this.root;
         root.classList.add('liif-viewer--loading');
         this.status = element('p', 'liif-viewer__status', root,
-            'Loading the live view: the model and ONNX Runtime (about 20 MB once)…');
+            'Loading the live view: the model and ONNX Runtime (21 MB, once)…');
         var panes = element('div', 'liif-viewer__panes', root);
         function pane(label) {
             var box = element('div', 'liif-viewer__pane', panes);
@@ -505,7 +505,7 @@
             self.root.classList.remove('liif-viewer--loading');
             self.root.classList.add('liif-viewer--failed');
             self.status.textContent = 'No live view here: ' + error.message +
-                (self.fallback ? '. The pre-rendered frames below show the same zoom.' : '.');
+                (self.fallback ? '. The frames below are pre-rendered.' : '.');
             throw error;
         });
     };
