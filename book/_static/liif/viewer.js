@@ -487,8 +487,8 @@
         return Promise.all([getRuntime(), loadImage(imageUrl)]).then(function (loaded) {
             self.runtime = loaded[0];
             self.backend = self.runtime.backend;
-            return self.encode(loaded[1]);
-        }).then(function () {
+            var encoded = self.encode(loaded[1]);
+            // Bicubic shows at once, and the view can move, while the encoder runs.
             self.root.classList.remove('liif-viewer--loading');
             self.status.textContent = '';
             var H = outputSize(self.image.height, self.image.width, self.initialScale);
@@ -497,7 +497,7 @@
                 top: (self.initialCentre[0] + 1) * H[0] / 2 - self.viewHeight / 2,
                 left: (self.initialCentre[1] + 1) * H[1] / 2 - self.viewWidth / 2,
             });
-            return self.whenIdle();
+            return encoded.then(function () { return self.whenIdle(); });
         }).then(function () {
             // The whole notebook cell that drew the frames (its code toggle too).
             if (self.fallback) (self.fallback.closest('div.cell') || self.fallback).hidden = true;
@@ -510,21 +510,26 @@
         });
     };
 
+    // Make `image` the viewer's input: bicubic views of it at once, LIIF views once the
+    // encoder's table is there (this.encoded, which decodes wait for).
     Viewer.prototype.encode = function (image) {
         var self = this, ort = this.runtime.ort;
         var started = performance.now();
-        return exclusive(function () {
+        this.image = image;
+        this.input = {height: image.height, width: image.width};
+        this.table = null;
+        this.canvas.getContext('2d').clearRect(0, 0, this.canvas.width, this.canvas.height);
+        this.encoded = exclusive(function () {
             return self.runtime.session('encoder').then(function (encoder) {
                 var input = new ort.Tensor('float32', planes(image), [1, 3, image.height, image.width]);
                 return encoder.run({image: input});
             });
         }).then(function (out) {
-            self.image = image;
-            self.table = out.table;
-            self.input = {height: image.height, width: image.width};
+            if (self.image === image) self.table = out.table;  // else a newer image came
             self.timings.encode = {ms: performance.now() - started,
                                    pixels: image.height * image.width};
         });
+        return this.encoded;
     };
 
     Viewer.prototype.upload = function (file) {
@@ -540,13 +545,13 @@
                 h = Math.max(1, Math.round(h * f));
                 w = Math.max(1, Math.round(w * f));
             }
-            return self.encode(pixels(bitmap, h, w)).then(function () {
+            var encoded = self.encode(pixels(bitmap, h, w));
+            // The whole image fills the view.
+            self.zoomTo(Math.min(MAX_SCALE, Math.max(MIN_SCALE,
+                Math.min(self.viewHeight / h, self.viewWidth / w))), null, [0, 0]);
+            return encoded.then(function () {
                 self.uploadNote.textContent = file.name + ': ' + w + ' × ' + h + ' pixels, ' +
                     'encoded in ' + formatMs(self.timings.encode.ms) + '.' + note;
-                // The whole image fills the view.
-                var scale = Math.min(MAX_SCALE, Math.max(MIN_SCALE,
-                    Math.min(self.viewHeight / h, self.viewWidth / w)));
-                self.zoomTo(scale, null, [0, 0]);
             });
         }).catch(function (error) {
             self.uploadNote.textContent = 'Could not read ' + file.name + ': ' + error.message;
@@ -610,7 +615,7 @@
         var self = this, ort = this.runtime.ort;
         var name = ensemble ? 'decoder' : 'decoder_no_ensemble';
         var count = q.coord.length / 2, rgb = new Float32Array(count * 3);
-        var table = this.table;
+        var table;
         function chunk(start) {
             if (start >= count) return Promise.resolve(rgb);
             if (stale && stale()) return Promise.resolve(null);
@@ -633,7 +638,18 @@
                 return chunk(start + n);
             });
         }
-        return chunk(0);
+        return this.whenEncoded().then(function () {
+            table = self.table;
+            return chunk(0);
+        });
+    };
+
+    // A Promise resolved when the latest image given to encode() is encoded.
+    Viewer.prototype.whenEncoded = function () {
+        var self = this, encoded = this.encoded;
+        return encoded.then(function () {
+            return self.encoded === encoded ? undefined : self.whenEncoded();
+        });
     };
 
     // The cell of a view at `scale`: the true one, or the cell slider's.
@@ -682,9 +698,12 @@
         var full = windowQueries(size[0], size[1], view[0], view[1], view[2], view[3], 1);
         var coarse = windowQueries(size[0], size[1], view[0], view[1], view[2], view[3], PREVIEW);
         this.bicubicCanvas.getContext('2d').putImageData(bicubic(this.image, full), 0, 0);
-        this.showReadout(size, cell, null);
-        var started = performance.now();
-        this.decodeQueries(coarse, cell, ensemble, stale).then(function (rgb) {
+        this.showReadout(size, cell, this.table ? null : 'encoding');
+        var started;
+        this.whenEncoded().then(function () {
+            started = performance.now();
+            return self.decodeQueries(coarse, cell, ensemble, stale);
+        }).then(function (rgb) {
             if (!rgb) return null;
             self.timings.preview = {ms: performance.now() - started, queries: rgb.length / 3};
             self.drawPreview(toImageData(rgb, coarse.rows, coarse.cols));
@@ -721,6 +740,7 @@
                      'cell of ×' + cellScale.toFixed(2)];
         if (!this.ensemble) parts.push('no local ensemble');
         if (stage === null) parts.push('decoding…');
+        if (stage === 'encoding') parts.push('encoding the image in the page…');
         if (stage && t.preview) parts.push('preview ' + formatMs(t.preview.ms));
         if (stage === 'full') {
             parts.push(this.viewWidth + ' × ' + this.viewHeight + ' in ' + formatMs(t.full.ms));
