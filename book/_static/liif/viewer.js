@@ -99,7 +99,7 @@
         if (location.protocol === 'file:') {
             return Promise.reject(new Error(
                 'the live view needs the book served over HTTP (browsers block it from file://):' +
-                ' run `make serve` and open http://127.0.0.1:8000/'));
+                ' run make serve and open http://127.0.0.1:8000/'));
         }
         return (WEBGPU ? gpuAdapter() : Promise.resolve(null)).then(function (adapter) {
             if (!adapter) return startWith('wasm');
