@@ -1,4 +1,6 @@
 # make book         build the book into _build/html, executing each chapter
+# make serve        serve _build/html on http://127.0.0.1:8000 (the live viewer runs there on
+#                   several threads; opened as a file, the pages show pre-rendered frames)
 # make test         the whole test suite: unit tests (the 15 slowest listed), the book build,
 #                   the built book in a browser
 # make notebooks    every chapter under `pytest --nbval`, one test per cell, as a reader checks them
@@ -44,7 +46,9 @@ CHAPTER_INPUTS := $(shell find liif_core book/results tests/reference $(wildcard
                     -type f -not -path '*__pycache__*') constraints.txt
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: book test unit notebooks browser bench data prereqs constraints clean gpu-check
+VIEWER_MODELS := book/_static/liif/models
+
+.PHONY: book serve test unit notebooks browser bench data prereqs constraints clean gpu-check
 
 # Debian packages each target needs, and how to tell that each is there.
 NEEDS := python3-venv
@@ -87,20 +91,27 @@ $(CACHE_INPUTS): $(CHAPTER_INPUTS)
 	mkdir -p _build
 	touch $@
 
-book: prereqs $(STAMP) data $(CACHE_INPUTS)
+# The live viewer's ONNX files, exported from the shipped weights (never stored in git).
+$(VIEWER_MODELS)/model.json: $(STAMP) $(wildcard liif_core/*.py liif_core/weights/*)
+	$(BIN)/liif export $(VIEWER_MODELS) --no-progress
+
+book: prereqs $(STAMP) data $(CACHE_INPUTS) $(VIEWER_MODELS)/model.json
 	scripts/book_assets.sh
 	$(BIN)/jupyter-book build -W --keep-going --all .
-	@echo "The book is in _build/html: open $(CURDIR)/_build/html/index.html"
+	@echo "The book is in _build/html: make serve, then open http://127.0.0.1:8000/"
+
+serve: $(STAMP)
+	$(BIN)/python scripts/serve_book.py
 
 # The checks of the book's cached results recompute entries from the stand-in photos.
 unit: $(STAMP) data
-	$(BIN)/python -m pytest -q --durations=15 tests --ignore=tests/test_browser.py
+	$(BIN)/python -m pytest -q --durations=15 tests --ignore=tests/test_browser.py --ignore=tests/test_viewer.py
 
 notebooks: $(STAMP) data
 	$(BIN)/python -m pytest -q --nbval book/
 
 browser: prereqs $(STAMP)
-	$(BIN)/python -m pytest -q tests/test_browser.py
+	$(BIN)/python -m pytest -q tests/test_browser.py tests/test_viewer.py
 
 test: prereqs unit book browser
 

@@ -1,5 +1,6 @@
 """What the chapters build once and reuse: fitting a feature map and a decoder to one photo,
-rendering it, and measuring its seams; and the training chapters' choice of profile.
+rendering it, and measuring its seams; how sharp a rendering is (``edge_strength``, the live
+views of chapters 5 and 7); and the training chapters' choice of profile.
 
 The first three are written inline in chapter 2 ("Latent codes"), which checks that they give
 the same numbers as the versions here; chapter 3 ("Local ensemble") then imports them. They are
@@ -77,6 +78,17 @@ def seam_jumps(out: torch.Tensor, per_cell: int = 8) -> tuple[float, float]:
         across.append(d[edge].mean())
         inside.append(d[~edge].mean())
     return float(sum(across) / 2), float(sum(inside) / 2)
+
+
+def edge_strength(frame: torch.Tensor) -> float:
+    """How sharp a rendering is: the mean absolute difference of adjacent pixels, summed over
+    the two axes.
+
+    Args:
+        frame: (H, W, 3).
+    """
+    return float((frame[1:] - frame[:-1]).abs().mean()
+                 + (frame[:, 1:] - frame[:, :-1]).abs().mean())
 
 
 def training_profile(data_root: str | os.PathLike, choice: str | None = None

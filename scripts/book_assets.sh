@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
 # Fetch the JavaScript that the rendered book serves itself instead of loading it from a CDN:
-# the ipywidgets HTML manager (renders saved widget state without a kernel) and RequireJS (which
-# that manager needs). Both come from the npm registry, pinned, into book/_static/widgets/.
-# MathJax is bundled by the Python package sphinx-mathjax-offline and needs nothing here.
+# ONNX Runtime Web, which runs the live viewer's exported model in the page
+# (book/_static/liif/viewer.js). It comes from the npm registry, pinned and checked, into
+# book/_static/ort/. MathJax is bundled by the Python package sphinx-mathjax-offline and needs
+# nothing here; the model files are made from the shipped weights by
+# `liif export book/_static/liif/models` (the Makefile's book target).
 #
 # Usage: scripts/book_assets.sh   (idempotent; needs npm and network only the first time)
 set -euo pipefail
 
-HTML_MANAGER_VERSION=1.0.15  # widget protocol 2, as ipywidgets 8 writes it
-REQUIREJS_VERSION=2.3.8
-# sha256 of the two npm tarballs, so a changed package is noticed rather than served.
-HTML_MANAGER_SHA256=2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638
-REQUIREJS_SHA256=777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
+ORT_VERSION=1.31.1
+# sha256 of the npm tarball, so a changed package is noticed rather than served.
+ORT_SHA256=bdccdb9fbb9ab537247c0c734e9b1d2b1b338b4f2a09faa58f0dc1cfa27c312c
+# Only what the viewer loads (the package holds 150 MB of other builds and source maps):
+# the wasm build as a classic script, its wasm module and loader (14.9 MB in all), and the
+# WebGPU build with its own wasm and loader (28.8 MB), fetched only by browsers that offer a
+# WebGPU adapter.
+ORT_FILES=(ort.wasm.min.js ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm
+           ort.webgpu.min.js ort-wasm-simd-threaded.asyncify.mjs
+           ort-wasm-simd-threaded.asyncify.wasm)
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-dest="$root/book/_static/widgets"
+dest="$root/book/_static/ort"
 stamp="$dest/.versions"
-want="html-manager@$HTML_MANAGER_VERSION requirejs@$REQUIREJS_VERSION"
+want="onnxruntime-web@$ORT_VERSION ${ORT_FILES[*]}"
+
+# The ipywidgets manager and RequireJS that earlier versions of the book served.
+rm -rf "$root/book/_static/widgets"
 
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     echo "book assets up to date in $dest"
@@ -25,26 +35,15 @@ fi
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && npm pack --silent "@jupyter-widgets/html-manager@$HTML_MANAGER_VERSION" \
-    "requirejs@$REQUIREJS_VERSION" >/dev/null)
-
-sha256sum --check --quiet - <<SUMS
-$HTML_MANAGER_SHA256  $tmp/jupyter-widgets-html-manager-$HTML_MANAGER_VERSION.tgz
-$REQUIREJS_SHA256  $tmp/requirejs-$REQUIREJS_VERSION.tgz
-SUMS
-
-mkdir -p "$tmp/html-manager" "$tmp/requirejs"
-tar -xzf "$tmp/jupyter-widgets-html-manager-$HTML_MANAGER_VERSION.tgz" -C "$tmp/html-manager"
-tar -xzf "$tmp/requirejs-$REQUIREJS_VERSION.tgz" -C "$tmp/requirejs"
+(cd "$tmp" && npm pack --silent "onnxruntime-web@$ORT_VERSION" >/dev/null)
+echo "$ORT_SHA256  $tmp/onnxruntime-web-$ORT_VERSION.tgz" | sha256sum --check --quiet -
+tar -xzf "$tmp/onnxruntime-web-$ORT_VERSION.tgz" -C "$tmp"
 
 rm -rf "$dest"
 mkdir -p "$dest"
-# embed-amd.js loads its (Font Awesome) fonts from its module's folder, which
-# book/_static/widgets_setup.js maps to this one, so they go along; the other bundles of
-# dist/ (the non-AMD embed.js, libembed-amd.js) and source maps are not used.
-find "$tmp/html-manager/package/dist" -maxdepth 1 -type f \
-    \( -name 'embed-amd.js' -o -name '*.woff*' -o -name '*.ttf' -o -name '*.eot' \
-       -o -name '*.svg' -o -name '*.LICENSE.txt' \) -exec cp {} "$dest/" \;
-cp "$tmp/requirejs/package/require.js" "$dest/require.js"
+for file in "${ORT_FILES[@]}"; do
+    cp "$tmp/package/dist/$file" "$dest/"
+done
 echo "$want" > "$stamp"
-echo "book assets: $(du -sh "$dest" | cut -f1) in $dest"
+(cd "$dest" && for file in "${ORT_FILES[@]}"; do
+    echo "book assets: $file $(stat -c %s "$file") bytes"; done)

@@ -1,8 +1,8 @@
-"""The built book in a real browser: every page loads offline, typesets its math, shows its
-figures, and the static playground answers its slider. Every page also reads well: its tables
-are HTML tables, its equations and code fit the column at 1280 px, its outputs carry no
-warnings, progress bars or temporary paths, its figures have captions and alt text, and at
-390 px the menu button opens the chapter list.
+"""The built book in a real browser: every page loads offline, typesets its math and shows its
+figures. Every page also reads well: its tables are HTML tables, its equations and code fit the
+column at 1280 px, its outputs carry no warnings, progress bars or temporary paths, its figures
+have captions and alt text, and at 390 px the menu button opens the chapter list. (The live
+viewer has its own test, test_viewer.py.)
 
 Needs the book built into ``_build/html`` (``jupyter-book build .``), Debian's ``chromium`` at
 /usr/bin/chromium and the ``playwright`` Python package (its bundled browsers are never used);
@@ -12,22 +12,13 @@ written to ``_build/browser/`` for a person to look at.
 """
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-HTML = ROOT / '_build' / 'html'
-SCREENSHOTS = ROOT / '_build' / 'browser'
-CHROMIUM = Path('/usr/bin/chromium')
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync', '--no-first-run']
-PLAYGROUND = 'book/07_playground'
+from browser_pages import (HTML, ROOT, SCREENSHOTS, browser, missing_requirement,  # noqa: F401
+                           open_page, server)
 
 
 def toc_pages() -> list[str]:
@@ -47,87 +38,8 @@ def toc_pages() -> list[str]:
     return pages
 
 
-def _missing_requirement() -> str | None:
-    if not (HTML / 'index.html').exists():
-        return f'the book is not built: no {HTML / "index.html"} (run `jupyter-book build .`)'
-    if not CHROMIUM.exists():
-        return f'no chromium at {CHROMIUM} (apt-get install -y chromium)'
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return 'the playwright Python package is not installed (pip install playwright)'
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing_requirement() is not None,
-                                reason=str(_missing_requirement()))
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # keep pytest's output clean
-        pass
-
-
-@pytest.fixture(scope='module')
-def server():
-    """The built book over HTTP on 127.0.0.1 (a free port); yields its base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(HTML))
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}'
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(scope='module')
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-class PageLog:
-    """Everything that went wrong while a page loaded."""
-
-    def __init__(self):
-        self.console_errors: list[str] = []
-        self.failed: list[str] = []
-        self.offsite: list[str] = []
-
-
-@pytest.fixture
-def open_page(browser, server):
-    """open_page(doc) -> (page, log): load a document of the book, recording every problem."""
-    context = browser.new_context(viewport={'width': 1280, 'height': 900})
-    logs = []
-
-    def open_(doc: str):
-        log = PageLog()
-        logs.append(log)
-        page = context.new_page()
-
-        def route(r):
-            if urlsplit(r.request.url).hostname == '127.0.0.1':
-                r.continue_()
-            else:  # nothing may leave the machine: record and block
-                log.offsite.append(r.request.url)
-                r.abort()
-
-        page.route('**/*', route)
-        page.on('console', lambda m: m.type == 'error' and log.console_errors.append(m.text))
-        page.on('pageerror', lambda e: log.console_errors.append(f'uncaught: {e}'))
-        page.on('requestfailed', lambda r: log.failed.append(f'{r.url} ({r.failure})'))
-        page.on('response', lambda r: r.status >= 400 and log.failed.append(f'{r.url} ({r.status})'))
-        page.goto(f'{server}/{doc}.html', wait_until='load')
-        return page, log
-
-    yield open_
-    context.close()
+pytestmark = pytest.mark.skipif(missing_requirement() is not None,
+                                reason=str(missing_requirement()))
 
 
 def _typeset(page) -> None:
@@ -270,24 +182,3 @@ def test_math_is_typeset(open_page):
     assert page.locator('mjx-container[display="true"]').count() >= 3
     assert page.evaluate('() => MathJax.version').startswith('3')
     assert not log.offsite
-
-
-def test_playground_responds_to_its_slider(open_page):
-    """Moving the static playground's slider changes what is displayed."""
-    if not (HTML / f'{PLAYGROUND}.html').exists():
-        pytest.fail(f'{PLAYGROUND} was not built')
-    page, log = open_page(PLAYGROUND)
-    slider = page.locator('input[type="range"]').first
-    assert slider.count() == 1, 'the playground has no slider (input type=range)'
-    slider.scroll_into_view_if_needed()
-    container = slider.locator(
-        'xpath=ancestor::div[contains(@class, "cell_output") or contains(@class, "output")][1]')
-    target = container if container.count() else page
-    before = target.screenshot()
-    lo, hi = slider.get_attribute('min') or '0', slider.get_attribute('max') or '100'
-    slider.fill(hi if slider.input_value() != hi else lo)  # fires input and change events
-    page.wait_for_timeout(300)
-    after = target.screenshot()
-    assert before != after, 'moving the slider did not change the displayed frame'
-    assert not log.offsite and not log.console_errors, (log.offsite, log.console_errors)
-
