@@ -1,4 +1,4 @@
-"""What the chapters build once and reuse: fitting a feature map and a decoder to one photo,
+"""What the chapters build once and reuse: their set-up (``setup``), fitting a feature map and a decoder to one photo,
 rendering it, and measuring its seams; and the training chapters' choice of profile.
 
 The first three are written inline in chapter 2 ("Latent codes"), which checks that they give
@@ -9,17 +9,40 @@ how chapters 8 and 8b pick between the CPU budget and the paper's recipe.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from .coords import make_coord
+from .figures import STYLE
+
+# The region of the first stand-in validation photo that chapters 9 and 10 and
+# scripts/ablation_crops.py show enlarged: rows 500-740, columns 900-1140 (240 x 240).
+DETAIL_CROP = (slice(500, 740), slice(900, 1140))
 
 # profile -> the packaged training config that chapters 8 and 8b run
 PROFILE_CONFIGS = {'cpu': 'cpu/train_edsr-baseline-liif-chapter',
                    'paper': 'train-div2k/train_edsr-baseline-liif'}
+
+
+def setup(threads: int = 2, seed: int = 0) -> None:
+    """Every chapter's first call: ``threads`` CPU threads, every generator seeded with
+    ``seed``, and the book's figure style (``liif_core.figures.STYLE``).
+
+    Two threads because the book is built on two cores; fixed seeds so that each run of a
+    chapter prints the numbers its text states.
+    """
+    import matplotlib.pyplot as plt
+
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    plt.rcParams.update(STYLE)
 
 
 def fit_codes(model: nn.Module, coord: torch.Tensor, rgb: torch.Tensor,
