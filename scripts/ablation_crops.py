@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from liif_core import load_model
+from liif_core.ablation import VARIANTS
 from liif_core.evaluate import load_images, make_test_pair
 from liif_core.render import render
 from liif_core.teaching import DETAIL_COLS, DETAIL_ROWS
@@ -19,9 +20,8 @@ from liif_core.teaching import DETAIL_COLS, DETAIL_ROWS
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'book' / 'results' / 'ablation'
 OUT = RESULTS / 'crops'
-VARIANTS = ('liif', 'liif-c', 'liif-u', 'liif-e', 'liif-d', 'metasr')
 SCALES = (12, 30)
-PHOTO = 0  # the benchmark chapter's region is in the first validation photo
+PHOTO = 0  # the region (DETAIL_ROWS, DETAIL_COLS) is in the first validation photo
 
 
 def main() -> None:
