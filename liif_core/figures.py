@@ -43,6 +43,8 @@ def _texts(fig: Figure) -> list[Text]:
         texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
         if ax.axison:
             for axis in ax._axis_map.values():
+                if not axis.get_visible():  # e.g. the shared x axis of a twinx()
+                    continue
                 texts += [axis.label, axis.offsetText]
                 for tick in axis._update_ticks():
                     texts += [tick.label1, tick.label2]

@@ -69,3 +69,10 @@ def test_axes_turned_off_carry_no_tick_labels():
     ax.axis('off')
     ax.set_title('an image')
     assert layout_problems(fig) == ([], pytest.approx(STYLE['axes.titlesize'] * 100 / 72))
+
+
+def test_the_hidden_axis_of_a_twin_carries_no_tick_labels():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    ax.twinx().plot([0, 1], [1, 0])
+    assert layout_problems(fig)[0] == []
