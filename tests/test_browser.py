@@ -1,6 +1,7 @@
 """The built book in a real browser: every page loads offline, typesets its math, shows its
 figures, and the static playground answers its slider. Every page also reads well: its tables
-are HTML tables, its equations and code fit the column at 1280 px, its outputs carry no
+are HTML tables, its equations and code fit the column at 1280 px (a table too wide for it
+scrolls in its own box and says so), its outputs carry no
 warnings, progress bars or temporary paths, its figures have captions and alt text, and at
 390 px the menu button opens the chapter list.
 
@@ -204,9 +205,12 @@ _READING_PROBLEMS = r"""() => {
             problems.push(`code or output ${el.scrollWidth}px wide in ${el.clientWidth}px: `
                           + el.textContent.split('\n').reduce((a, b) => a.length > b.length ? a : b));
     });
+    // a table wider than the column must scroll in its own box, with the cue that says so
     article.querySelectorAll('table').forEach(el => {
         const box = el.parentElement;
-        if (el.offsetWidth > box.clientWidth + 1)
+        const scrolls = ['auto', 'scroll'].includes(getComputedStyle(box).overflowX);
+        const cue = getComputedStyle(box, '::before').content;
+        if (el.offsetWidth > box.clientWidth + 1 && !(scrolls && cue.includes('scroll')))
             problems.push(`table ${el.offsetWidth}px wide in ${box.clientWidth}px`);
     });
 
@@ -313,7 +317,8 @@ WIDTHS = (1280, 390)
 MIN_TEXT_PX = 8
 PLACEHOLDER = re.compile(r'not available here|measurement yet|\bTODO\b|placeholder|'
                          r'coming soon|not (yet )?been run', re.I)
-# A table cell that holds a number: digits with a sign, a scale prefix, a unit or a range.
+# A table cell that holds a number: digits with a sign, a scale prefix, a unit or a range, or
+# a list of numbers.
 NUMBER_CELL = re.compile(r'^[(\[]?[+\-\u2212\u2013]?\s*(?:[x\u00d7]\s*)?\d[\d,.\s]*'
                          r'(?:dB|s|ms|min|h|%|MB|GB|px|x|\u00d7)?[)\]]?'
                          r'(?:\s*\u00b1\s*\d[\d.,]*\s*(?:dB|s|%)?)?$')
@@ -356,8 +361,9 @@ _PAGE_FACTS = r"""() => {
 
     article.querySelectorAll('table td, table th').forEach(cell => {
         if (!visible(cell)) return;
-        facts.cells.push({text: cell.textContent.trim(),
-                          align: getComputedStyle(cell).textAlign});
+        if (cell.tagName === 'TD')  // a header follows its column
+            facts.cells.push({text: cell.textContent.trim(),
+                              align: getComputedStyle(cell).textAlign});
         // a word whose letters sit on more than one line was broken inside it; in prose a
         // break after a hyphen or a slash is the word's own, in code there is none
         const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);

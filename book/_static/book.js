@@ -68,9 +68,10 @@ function makeFiguresZoomable() {
     });
 }
 
-// 3. Wide equations. A display equation wider than the column scrolls inside its own box
-// (book.css); mark it so that the page says so, and so that its number moves below it instead
-// of standing in the middle of the cut expression. Measured again when the window changes size.
+// 3. Wide equations and tables. A display equation or a table wider than the column scrolls
+// inside its own box (book.css); mark it so that the page says so, and so that an equation's
+// number moves below it instead of standing in the middle of the cut expression. Measured
+// again when the window changes size.
 function markWideEquations() {
     document.querySelectorAll('article div.math').forEach(function (math) {
         var box = math.querySelector('mjx-container[display="true"]');
@@ -78,17 +79,31 @@ function markWideEquations() {
         math.classList.remove('liif-wide');
         if (box.scrollWidth > box.clientWidth + 1) math.classList.add('liif-wide');
     });
+    document.querySelectorAll('article table').forEach(function (table) {
+        var box = table.parentElement;
+        box.classList.remove('liif-wide-table');
+        if (table.offsetWidth > box.clientWidth + 1) box.classList.add('liif-wide-table');
+    });
 }
 
 // 4. Table cells: numbers to the right, text to the left. A cell holds a number when all it
-// says is a number, with a sign, a scale prefix (x2, ×4), a unit or a ± range; a dash or an
-// empty cell counts as neither.
-var NUMBER = /^[(\[]?[+\-\u2212\u2013]?\s*(?:[x\u00d7]\s*)?\d[\d,.\u202f\u2009]*\s*(?:dB|s|ms|min|h|%|MB|GB|kB|k|M|px|x|\u00d7)?[)\]]?(?:\s*\u00b1\s*\d[\d.,]*\s*(?:dB|s|%)?)?$/;
+// says is a number, with a sign, a scale prefix (x2, ×4), a unit or a ± range, or a list of
+// numbers; a header cell follows its column, right when every cell below it holds a number.
+var NUMBER = /^[(\[]?[+\-\u2212\u2013]?\s*(?:[x\u00d7]\s*)?\d[\d,.\u202f\u2009 ]*\s*(?:dB|s|ms|min|h|%|MB|GB|kB|k|M|px|x|\u00d7)?[)\]]?(?:\s*\u00b1\s*\d[\d.,]*\s*(?:dB|s|%)?)?$/;
 
 function alignTableCells() {
-    document.querySelectorAll('article table td, article table th').forEach(function (cell) {
-        var text = cell.textContent.trim();
-        cell.classList.toggle('liif-num', NUMBER.test(text));
+    document.querySelectorAll('article table').forEach(function (table) {
+        var numeric = {};  // column -> whether every body cell holds a number
+        table.querySelectorAll('tbody tr').forEach(function (row) {
+            Array.from(row.cells).forEach(function (cell, i) {
+                var number = NUMBER.test(cell.textContent.trim());
+                cell.classList.toggle('liif-num', number);
+                numeric[i] = (numeric[i] !== false) && number;
+            });
+        });
+        table.querySelectorAll('thead th').forEach(function (cell, i) {
+            cell.classList.toggle('liif-num', numeric[i] === true);
+        });
     });
 }
 
@@ -98,6 +113,7 @@ document.addEventListener('DOMContentLoaded', function () {
     forwardSidebarButtons();
     makeFiguresZoomable();
     alignTableCells();
+    markWideEquations();  // the tables now; the equations again once MathJax is done
     var typeset = window.MathJax && MathJax.startup && MathJax.startup.promise;
     if (typeset) typeset.then(markWideEquations);
     else window.addEventListener('load', function () {
