@@ -3,7 +3,8 @@ first checks the drawn figure and refuses one that a reader could not read.
 
 What ``layout_problems`` measures, from matplotlib's own text extents after drawing:
 
-* two pieces of text that overlap (tick labels, titles, legend entries, annotations);
+* two pieces of text that overlap (tick labels, titles, legend entries, annotations), or text
+  over another plot or image than its own;
 * text that leaves its axes (an annotation written inside a plot that runs into the frame);
 * a legend that covers a plotted line;
 * text smaller than ``MIN_TEXT_PX`` once the figure is shrunk to the column's width.
@@ -77,6 +78,13 @@ def layout_problems(fig: Figure, column_px: float = COLUMN_PX) -> tuple[list[str
         for j in range(i + 1, len(texts)):
             if _overlap(boxes[i], boxes[j]):
                 problems.append(f'text {texts[i].get_text()!r} overlaps {texts[j].get_text()!r}')
+    frames = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_visible()]
+    for t, box in zip(texts, boxes):  # no text over another plot or image
+        own = t.axes.get_window_extent(renderer) if t.axes is not None else None
+        for frame in frames:
+            if (own is None or frame.bounds != own.bounds) and _overlap(box, frame):
+                problems.append(f'text {t.get_text()!r} overlaps another plot')
+                break
     for ax in fig.axes:
         frame = ax.get_window_extent(renderer)
         for t in ax.texts:  # a note placed inside a plot stays inside it

@@ -76,3 +76,13 @@ def test_the_hidden_axis_of_a_twin_carries_no_tick_labels():
     ax.plot([0, 1], [0, 1])
     ax.twinx().plot([0, 1], [1, 0])
     assert layout_problems(fig)[0] == []
+
+
+def test_a_title_over_the_plot_above_is_found():
+    fig, axes = plt.subplots(2, 1, figsize=(3, 3))
+    for ax in axes:
+        ax.imshow(np.zeros((4, 4)))
+        ax.axis('off')
+    axes[1].set_title('a title\nof\nfive\nlines\nhere')
+    assert "text 'a title\\nof\\nfive\\nlines\\nhere' overlaps another plot" in \
+        layout_problems(fig)[0]
