@@ -45,6 +45,10 @@ CACHE_INPUTS := $(CACHE).inputs
 CHAPTER_INPUTS := $(shell find liif_core book/results tests/reference $(wildcard data/weights) \
                     -type f -not -path '*__pycache__*') constraints.txt
 export PATH := $(abspath $(BIN)):$(PATH)
+# Idle OpenMP threads sleep instead of spinning: on a busy 2-core machine, spinning threads
+# steal each other's time and the chapters that train run ten times slower. Read by the OpenMP
+# runtime when torch loads, so it is set here, for every kernel the targets start.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 VIEWER_MODELS := book/_static/liif/models
 

@@ -433,7 +433,8 @@ def batched_predict(model: nn.Module, inp: torch.Tensor, coord: torch.Tensor,
     Args:
         model: a ``LIIF`` or ``MetaSR``.
         inp: (B, 3, h, w) normalised input.
-        coord, cell: (B, Q, 2).
+        coord: (B, Q, 2) query coordinates.
+        cell: (B, Q, 2) cell sizes, or None for a model without cell decoding.
         bsize: queries per chunk.
         query_kwargs: passed to ``query_rgb`` (e.g. ``fast=False``).
 

@@ -16,8 +16,9 @@ def calc_psnr(sr: torch.Tensor, hr: torch.Tensor, dataset: str | None = None,
     """PSNR in dB over all remaining elements of the batch.
 
     Args:
-        sr, hr: (B, C, H, W) (or (C, H, W)) with values in [0, rgb_range]. The SR image is not
-            quantised to 8 bits, as in the official evaluation.
+        sr: the super-resolved image, (B, C, H, W) or (C, H, W) with values in
+            [0, rgb_range]; not quantised to 8 bits, as in the official evaluation.
+        hr: the ground truth, the same shape and range.
         dataset: None (all pixels, all channels), 'div2k' (RGB, shave scale + 6 pixels per
             side) or 'benchmark' (Y channel, shave scale pixels per side).
         scale: the upscaling factor that sets the shave; a non-integer scale shaves

@@ -301,7 +301,8 @@ def output_size(h: int, w: int, size: Sequence[int] | None = None,
     """The (H, W) of the result: ``size`` itself, or ``round(h * s_row), round(w * s_col)``.
 
     Args:
-        h, w: input size.
+        h: input height.
+        w: input width.
         size: (H, W), positive integers.
         scale: one factor for both axes, or a (row, col) pair; any finite positive number
             (numpy and torch scalars too; below 1 shrinks). Rounding is Python's ``round``

@@ -25,7 +25,10 @@ AREA_EPS = 1e-9
 
 
 def sample_nearest(field: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
-    """Values of ``field`` at the pixel nearest to each coordinate, zero outside [-1, 1].
+    """Values of ``field`` at the pixel nearest to each coordinate; zero for a coordinate
+    outside [-1, 1] (``grid_sample``'s padding). The decoder never asks there: it clamps its
+    queries just inside first (``clamp_inside``), so a query past the border reads the border
+    code, as the chapters describe.
 
     The one place where (row, col) becomes ``grid_sample``'s (x, y): the Q queries are laid out
     as a 1 x Q image of grid points. Nearest rounding is half-to-even, as in the official code.

@@ -1,27 +1,54 @@
-"""What the chapters build once and reuse: fitting a feature map and a decoder to one photo,
-rendering it, and measuring its seams; how sharp a rendering is (``edge_strength``, the live
-views of chapters 5 and 7); and the training chapters' choice of profile.
+"""What the chapters build once and reuse: their set-up (``setup``); fitting a feature map and
+a decoder to one photo, rendering it, and measuring its seams; how sharp a rendering is
+(``edge_strength``, the live views of chapters 5 and 7); the training chapters' choice of
+profile; and the region that chapters 9 and 10 enlarge.
 
 The first three are written inline in chapter 2 ("Latent codes"), which checks that they give
 the same numbers as the versions here; chapter 3 ("Local ensemble") then imports them. They are
 for experiments on one image, not for training (``liif_core.train``). ``training_profile`` is
-how chapters 8 and 8b pick between the CPU budget and the paper's recipe.
+how chapters 8 and 8b pick between the CPU budget and the paper's recipe, and
+``iterations_per_epoch`` how the training chapters turn a log's epochs into steps.
 """
 from __future__ import annotations
 
+import math
 import os
+import random
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from .coords import make_coord
+from .data import make_data
+from .figures import STYLE
 from .render import PAPER_DATA_NORM, denormalise, norm_tensors
+
+# The region of the first stand-in validation photo that chapters 9 and 10 and
+# scripts/ablation_crops.py show enlarged: 240 x 240 pixels, photo[:, DETAIL_ROWS, DETAIL_COLS].
+DETAIL_ROWS, DETAIL_COLS = slice(500, 740), slice(900, 1140)
 
 # profile -> the packaged training config that chapters 8 and 8b run
 PROFILE_CONFIGS = {'cpu': 'cpu/train_edsr-baseline-liif-chapter',
                    'paper': 'train-div2k/train_edsr-baseline-liif'}
+
+
+def setup(threads: int = 2, seed: int = 0) -> None:
+    """Every chapter's first call: ``threads`` CPU threads, every generator seeded with
+    ``seed``, and the book's figure style (``liif_core.figures.STYLE``).
+
+    Two threads because the book is built on two cores; fixed seeds so that each run of a
+    chapter prints the numbers its text states.
+    """
+    import matplotlib.pyplot as plt
+
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    plt.rcParams.update(STYLE)
 
 
 def fit_codes(model: nn.Module, coord: torch.Tensor, rgb: torch.Tensor,
@@ -31,9 +58,12 @@ def fit_codes(model: nn.Module, coord: torch.Tensor, rgb: torch.Tensor,
 
     Args:
         model: a LIIF; its decoder is trained in place, its encoder is not used.
-        coord, rgb: the photo as ``to_pixel_samples`` gives it, (H*W, 2) and (H*W, 3) in [0, 1].
+        coord: the photo's pixel centres as ``to_pixel_samples`` gives them, (H*W, 2).
+        rgb: the photo's colours as ``to_pixel_samples`` gives them, (H*W, 3) in [0, 1].
         code_shape: (C, h, w) of the feature map, started at 0.1 * N(0, 1).
-        steps, batch, lr: Adam steps, random pixels per step, learning rate.
+        steps: Adam steps.
+        batch: random pixels per step.
+        lr: learning rate.
 
     Returns:
         the feature map (1, C, h, w) and the last step's L1 loss.
@@ -89,6 +119,15 @@ def edge_strength(frame: torch.Tensor) -> float:
     """
     return float((frame[1:] - frame[:-1]).abs().mean()
                  + (frame[:, 1:] - frame[:, :-1]).abs().mean())
+
+
+def iterations_per_epoch(config: dict, data_root: str | os.PathLike) -> int:
+    """Batches in one pass over a training config's data, the last one short, counted as the
+    loader counts them: examples (photographs x ``repeat``) over the batch size, rounded up."""
+    section = config['train_dataset']
+    # cache 'none' lists the files without decoding any
+    examples = len(make_data(section, data_root=data_root, cache='none'))
+    return math.ceil(examples / section['batch_size'])
 
 
 def training_profile(data_root: str | os.PathLike, choice: str | None = None

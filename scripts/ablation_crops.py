@@ -12,22 +12,22 @@ import torch
 from PIL import Image
 
 from liif_core import load_model
+from liif_core.ablation import VARIANTS
 from liif_core.evaluate import load_images, make_test_pair
 from liif_core.render import render
+from liif_core.teaching import DETAIL_COLS, DETAIL_ROWS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'book' / 'results' / 'ablation'
 OUT = RESULTS / 'crops'
-VARIANTS = ('liif', 'liif-c', 'liif-u', 'liif-e', 'liif-d', 'metasr')
 SCALES = (12, 30)
-# The benchmark chapter's region: the first validation photo, rows 500-740, columns 900-1140.
-PHOTO, TOP, LEFT, SIZE = 0, 500, 900, 240
+PHOTO = 0  # the region (DETAIL_ROWS, DETAIL_COLS) is in the first validation photo
 
 
 def main() -> None:
     torch.set_num_threads(1)
     name, photo = load_images(ROOT / 'data' / 'standin' / 'valid')[PHOTO]
-    region = photo[:, TOP:TOP + SIZE, LEFT:LEFT + SIZE]
+    region = photo[:, DETAIL_ROWS, DETAIL_COLS]
     OUT.mkdir(parents=True, exist_ok=True)
     for variant in VARIANTS:
         model = load_model(RESULTS / 'weights' / f'{variant}-seed0.pth')
