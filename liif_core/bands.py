@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from .coords import make_cell, make_coord
 from .imageio import Source
-from .liif import LIIF, single_threaded
+from .kernels import single_threaded
+from .liif import LIIF
 from .render import (chunk_size, data_norm_of, decoder_fixed_bytes, denormalise, normalise,
                      precision, query_bytes)
 

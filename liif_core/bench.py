@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import liif
+from . import kernels
 from .coords import make_cell, make_coord
 from .device import cpu_name
 from .evaluate import load_images, make_test_pair
@@ -285,7 +285,7 @@ def machine_info(threads: int) -> dict[str, Any]:
     CPU kernels use, whether the CPU has bfloat16 instructions, whether the fast path's hidden
     layers run oneDNN's fused kernel, logical CPUs, torch threads, torch and Python versions."""
     return {'cpu': cpu_name(), 'cpu_capability': torch.backends.cpu.get_cpu_capability(),
-            'bf16_units': cpu_has_bf16(), 'fused_linear': liif.FUSED_LINEAR,
+            'bf16_units': cpu_has_bf16(), 'fused_linear': kernels.FUSED_LINEAR,
             'logical_cpus': os.cpu_count(), 'threads': threads, 'torch': torch.__version__,
             'python': platform.python_version()}
 

@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
-from .liif import LIIF, single_threaded
+from .kernels import single_threaded
+from .liif import LIIF
 from .pretrained import DEFAULT_MODEL, resolve_model
 from .render import MODEL_DATA_NORM, data_norm_of, norm_tensors
 from .sampling import AREA_EPS, ENSEMBLE_SHIFTS, EPS_SHIFT, clamp_inside, ensemble_weights

@@ -20,9 +20,7 @@ Book: chapters 2-5 derive every line of this file; chapter 4 shows why the fast 
 """
 from __future__ import annotations
 
-import contextlib
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,39 +28,11 @@ from torch import nn
 
 from .coords import make_coord
 from .encoders import ENCODERS
+from .kernels import autocast_dtype, fast_chunks, hidden_layers, map_single_threaded
 from .mlp import MLP
 from .sampling import (AREA_EPS, clamp_inside, code_centres, ensemble_offsets, ensemble_weights,
                        sample_nearest, unfold_features)
 from .spec import build_from_spec
-
-# Queries per MLP chunk of the fast path on a CPU: 4 ensemble members x 256 queries x 256
-# hidden units is 1 MiB per activation, small enough to stay in a core's cache between the
-# MLP's layers (measured on one thread: 128 and 256 run about 10 % faster than 512, 20 % faster
-# than 1024).
-FAST_CHUNK = 256
-# Queries per work unit of the fast path on a CPU: code lookups for that many at once (their
-# small per-query tensors, about 100 bytes per query, serve 16 MLP chunks), and the unit of
-# work handed to one worker thread. Small enough that 2-16 workers balance on an x4 48 x 48
-# image.
-WORK_UNIT = 4096
-# Queries per work unit and MLP chunk on a GPU, where every chunk costs a round of kernel
-# launches and caches do not decide: a training batch (16 x 2304 queries) in 3 chunks instead
-# of 144, at 4 x 2^14 x 256 float32 (64 MiB) per activation.
-CUDA_CHUNK = 2**14
-# oneDNN's fused linear + ReLU on prepacked weights for the hidden layers in float32 inference
-# on a CPU; False: addmm and relu_ everywhere. Measured on one thread against addmm + relu_, in
-# one process: 1.06-1.11x as fast on an AVX-512 Xeon, 0.82-1.03x on an AVX2 EPYC (within its
-# noise of about 10 %): so only where torch runs its AVX-512 kernels.
-FUSED_LINEAR = (torch.backends.mkldnn.is_available()
-                and hasattr(torch.ops.mkldnn, '_linear_pointwise')
-                and torch.backends.cpu.get_cpu_capability() == 'AVX512')
-
-
-def fast_chunks(device: torch.device) -> tuple[int, int]:
-    """(work unit, MLP chunk) in queries of the fast path on ``device``."""
-    if device.type == 'cuda':
-        return CUDA_CHUNK, CUDA_CHUNK
-    return WORK_UNIT, FAST_CHUNK
 
 
 class LIIF(nn.Module):
@@ -155,7 +125,7 @@ class LIIF(nn.Module):
             raise RuntimeError('query_rgb needs a feature map: call gen_feat(inp) first')
         if fast and self.imnet is not None:
             # A projection made under autocast is in its dtype: it is reused only under the same.
-            key = _autocast_dtype(self.feat.device)
+            key = autocast_dtype(self.feat.device)
             if self._proj is None or self._proj_key != key:
                 self._proj, self._proj_key = self.project_codes(self.feat), key
         return self.decode(self.feat, coord, cell, fast=fast, proj=self._proj)
@@ -230,14 +200,15 @@ class LIIF(nn.Module):
         Code lookups are done per work unit and the MLP per chunk (``fast_chunks``), so the
         many small lookup operations do not run once per MLP chunk. In inference the gathers
         of a work unit go into one reused buffer, and on a CPU in float32 the hidden layers run
-        as oneDNN's fused linear + ReLU on weights packed once per call (``_hidden_layers``).
+        as oneDNN's fused linear + ReLU on weights packed once per call
+        (``kernels.hidden_layers``).
 
-        Work units go to worker threads (``_map_single_threaded``): one busy core then slows
-        one worker, instead of every small operation waiting for it.
+        Work units go to worker threads (``kernels.map_single_threaded``): one busy core then
+        slows one worker, instead of every small operation waiting for it.
         """
         B, _, h, w = feat.shape
         Q = coord.shape[1]
-        first, *hidden_layers, last = self.imnet.linears
+        first, *hidden_linears, last = self.imnet.linears
         # The in-place addmm_ is not autocast: its operands take the projection's dtype (the
         # autocast dtype when project_codes ran under autocast), as autocast would cast the
         # reference path's decoder input. Lookups, terms and weights are made in float32.
@@ -245,7 +216,7 @@ class LIIF(nn.Module):
         lookup = self._code_map(feat.shape, coord)  # (B, 4, h, w)
         offsets = _filled(ensemble_offsets(h, w, self.local_ensemble), coord)  # (T, 2)
         scale = _filled(((h, w),), coord)[0]  # (2,)
-        hidden = _hidden_layers(hidden_layers, proj)
+        hidden = hidden_layers(hidden_linears, proj)
         work_unit, chunk = fast_chunks(coord.device)
         reuse = not torch.is_grad_enabled()  # out= buffers have no gradient
 
@@ -270,7 +241,7 @@ class LIIF(nn.Module):
                 out.append((pred * weight[s:s + m].unsqueeze(-1)).sum(dim=2))  # (m, B, 3)
             return torch.cat(out)
 
-        units = _map_single_threaded(unit, range(0, Q, work_unit), coord.device)
+        units = map_single_threaded(unit, range(0, Q, work_unit), coord.device)
         return torch.cat(units).transpose(0, 1).contiguous()  # (B, Q, 3)
 
     @staticmethod
@@ -335,13 +306,6 @@ class LIIF(nn.Module):
         return self.query_rgb(coord, cell)
 
 
-def _autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The dtype autocast runs matrix products in on ``device`` now; None when it is off."""
-    if not torch.is_autocast_enabled(device.type):
-        return None
-    return torch.get_autocast_dtype(device.type)
-
-
 def _filled(rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor:
     """Python numbers as a small tensor of ``like``'s dtype on its device, written by fill
     kernels: ``torch.tensor(rows, device='cuda')`` would copy them from the host and wait for
@@ -351,77 +315,6 @@ def _filled(rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor
         for j, value in enumerate(row):
             out[i, j].fill_(value)
     return out
-
-
-def _hidden_layers(layers: Sequence[nn.Linear], proj: torch.Tensor
-                   ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The MLP's hidden layers (each a Linear and a ReLU) as one function of the activations.
-
-    In float32 inference on a CPU (``FUSED_LINEAR``): oneDNN's linear with the ReLU fused, on
-    weights packed once here for all of the call's chunks, so that no pass copies the bias
-    into the output and none applies the ReLU. Otherwise (gradients, autocast, a GPU):
-    ``addmm`` and ``relu_``, which autocast covers.
-    """
-    if (FUSED_LINEAR and proj.device.type == 'cpu' and proj.dtype == torch.float32
-            and not torch.is_grad_enabled() and _autocast_dtype(proj.device) is None):
-        ops = torch.ops.mkldnn
-        packed = [(ops._reorder_linear_weight(layer.weight), layer.bias) for layer in layers]
-
-        def fused(x: torch.Tensor) -> torch.Tensor:
-            for weight, bias in packed:
-                x = ops._linear_pointwise(x, weight, bias, 'relu', [], '')
-            return x
-        return fused
-
-    def plain(x: torch.Tensor) -> torch.Tensor:
-        for layer in layers:
-            x = torch.addmm(layer.bias, x, layer.weight.t()).relu_()
-        return x
-    return plain
-
-
-def _map_single_threaded(fn: Callable[[int], torch.Tensor], items: Sequence[int],
-                         device: torch.device) -> list[torch.Tensor]:
-    """``[fn(i) for i in items]``, on CPU inference spread over ``torch.get_num_threads()``
-    worker threads that each run single-threaded operations.
-
-    With torch's intra-op threads, each of the fast path's thousands of small operations is a
-    parallel region that waits for its slowest thread: when another process holds one core,
-    two threads ran the fast path 5-15x slower than one. Workers that each take whole items from a queue
-    degrade gracefully instead: a slowed worker just finishes fewer items. The workers see the
-    caller's autocast; with gradients enabled (training) or off the CPU, items run in order here.
-    """
-    threads = torch.get_num_threads()
-    if device.type != 'cpu' or threads == 1 or len(items) == 1 or torch.is_grad_enabled():
-        return [fn(i) for i in items]
-    autocast = _autocast_dtype(device)
-
-    def work(i: int) -> torch.Tensor:
-        # Grad mode and autocast are per thread: restate the caller's.
-        with torch.no_grad(), torch.autocast('cpu', dtype=autocast or torch.bfloat16,
-                                             enabled=autocast is not None):
-            return fn(i)
-
-    # New threads (the workers) start with torch's setting of the moment.
-    with single_threaded(), ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(work, items))
-
-
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch's CPU operations on one thread inside the block, then restore the setting.
-
-    For work that cannot be split into items, such as the encoder's convolutions: with another
-    process on one core, two threads ran them 7-25x slower than one; on a quiet machine one
-    thread costs them at most half their speed: the encoder is about a tenth of an x4 upscale
-    and less at larger scales.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @torch.no_grad()

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .coords import make_cell, make_coord
-from .liif import LIIF, batched_predict, fast_chunks
+from .kernels import fast_chunks
+from .liif import LIIF, batched_predict
 from .resize import resize_fn
 
 # What every official config uses: the model sees (x - 0.5) / 0.5.
@@ -35,7 +36,7 @@ EVAL_BSIZE = 30000
 # allocator's rounding, the call's other tensors and the error of the per-query estimates.
 CUDA_MEMORY_SHARE = 0.5
 # Bytes one query of LIIF's fast path holds while its chunk decodes. The MLP runs on fixed
-# chunks of queries whatever the chunk (``liif.fast_chunks``; ``decoder_fixed_bytes``), so only
+# chunks of queries whatever the chunk (``kernels.fast_chunks``; ``decoder_fixed_bytes``), so only
 # the query's coordinate and cell (4 float32) and up to four float32 copies of its RGB on the
 # way out grow with the chunk.
 FAST_QUERY_BYTES = 4 * 4 + 4 * 3 * 4
@@ -212,7 +213,7 @@ def query_bytes(model: nn.Module) -> int:
 
 def decoder_fixed_bytes(model: nn.Module, device: torch.device) -> int:
     """Device memory a decoding chunk of ``model`` takes whatever its size, in bytes: for
-    LIIF's fast path, its MLP chunk (``liif.fast_chunks``) of T ensemble members at the widest
+    LIIF's fast path, its MLP chunk (``kernels.fast_chunks``) of T ensemble members at the widest
     layer, ``FAST_LIVE_ACTIVATIONS`` times, in float32; 0 for other models."""
     if not isinstance(model, LIIF) or model.imnet is None:
         return 0

@@ -18,7 +18,7 @@ from liif_core import LIIF, make_model, save_model
 from liif_core.coords import make_coord
 from liif_core.cli import main
 from liif_core.export import GRAPHS, export_onnx
-from liif_core.liif import single_threaded
+from liif_core.kernels import single_threaded
 from liif_core.models import edsr_baseline_metasr
 from liif_core.pretrained import DEFAULT_MODEL, resolve_model
 from liif_core.render import PAPER_DATA_NORM, predict, render

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import liif_core.liif
+import liif_core.kernels
 from liif_core import LIIF, load_model, make_cell, make_coord
 from liif_core.bench import DEFAULT_SPEC, fast_macs_per_query
 
@@ -37,7 +37,7 @@ def decode_both(model, inp, coord, cell):
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 97 queries, so every case crosses chunk boundaries, a partial one last."""
-    monkeypatch.setattr(liif_core.liif, 'FAST_CHUNK', 97)
+    monkeypatch.setattr(liif_core.kernels, 'FAST_CHUNK', 97)
 
 
 def test_reference_checkpoint(reference_ckpt_path, reference, small_chunks):
@@ -111,7 +111,7 @@ def test_fast_macs_per_query_counts_the_layers_after_the_first():
 def test_worker_threads_give_the_same_numbers(monkeypatch):
     """Work units on worker threads: the reference's numbers, the same as on one thread, and
     torch's thread setting is restored afterwards."""
-    monkeypatch.setattr(liif_core.liif, 'WORK_UNIT', 300)
+    monkeypatch.setattr(liif_core.kernels, 'WORK_UNIT', 300)
     model = LIIF(SMALL_EDSR, DEEP_MLP)
     inp = torch.randn(2, 3, 9, 8)
     coord, cell = random_queries(2, 2000)
@@ -129,8 +129,8 @@ def test_both_hidden_layer_kernels_give_the_reference_numbers(reference_ckpt_pat
     """oneDNN's fused linear + ReLU (used on AVX-512 CPUs) and addmm + relu_ (elsewhere)."""
     if fused and not hasattr(torch.ops.mkldnn, '_linear_pointwise'):
         pytest.skip('this build of torch has no oneDNN linear')
-    monkeypatch.setattr(liif_core.liif, 'FUSED_LINEAR', fused)
-    monkeypatch.setattr(liif_core.liif, 'FAST_CHUNK', 97)  # reused buffers, a partial chunk
+    monkeypatch.setattr(liif_core.kernels, 'FUSED_LINEAR', fused)
+    monkeypatch.setattr(liif_core.kernels, 'FAST_CHUNK', 97)  # reused buffers, a partial chunk
     model = load_model(reference_ckpt_path)
     for case in ('grid', 'rand'):
         fast, ref = decode_both(model, reference['inp'], reference[f'{case}_coord'],
@@ -140,9 +140,9 @@ def test_both_hidden_layer_kernels_give_the_reference_numbers(reference_ckpt_pat
 
 
 def test_chunks_follow_the_device():
-    assert liif_core.liif.fast_chunks(torch.device('cpu')) == (liif_core.liif.WORK_UNIT,
-                                                               liif_core.liif.FAST_CHUNK)
-    assert liif_core.liif.fast_chunks(torch.device('cuda')) == (liif_core.liif.CUDA_CHUNK,) * 2
+    kernels = liif_core.kernels
+    assert kernels.fast_chunks(torch.device('cpu')) == (kernels.WORK_UNIT, kernels.FAST_CHUNK)
+    assert kernels.fast_chunks(torch.device('cuda')) == (kernels.CUDA_CHUNK,) * 2
 
 
 def test_a_training_step_makes_no_tensor_from_python_values_on_the_device(monkeypatch):
