@@ -171,15 +171,15 @@ def test_in_memory_under_torchrun_maps_one_shared_file(tmp_path, monkeypatch):
     """With several processes per machine, in_memory images live in one file that the first
     process writes and every process maps; items are unchanged, corrupt files are still
     skipped, and a second process reads the first one's file."""
-    from liif_core.data import folders
+    from liif_core.data import shared_cache
     folder = tmp_path / 'HR'
     arrays = write_folder(folder, [(5, 7), (6, 4), (3, 3)])
     (folder / '0001.png').write_bytes(b'garbage')
     shared = tmp_path / 'shm'
     shared.mkdir()
-    monkeypatch.setattr(folders, 'SHARED_DIR', str(shared))
+    monkeypatch.setattr(shared_cache, 'SHARED_DIR', str(shared))
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
-    monkeypatch.setattr(folders.atexit, 'register', lambda *args: None)  # leave it to tmp_path
+    monkeypatch.setattr(shared_cache.atexit, 'register', lambda *args: None)  # left to tmp_path
     first = ImageFolder(str(folder), cache='in_memory', skip_corrupt=True)
     (data_file,) = shared.glob('*/*.u8')
     assert data_file.stat().st_size == (5 * 7 + 3 * 3) * 3  # 8-bit RGB, no copy of the bad file

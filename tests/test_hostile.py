@@ -19,7 +19,7 @@ import torch
 import yaml
 from PIL import Image
 
-from liif_core.data import ImageFolder, folders
+from liif_core.data import ImageFolder, folders, shared_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, 'PYTHONPATH': ROOT}
@@ -46,10 +46,10 @@ def shm(tmp_path, monkeypatch):
     """A stand-in for /dev/shm, and the environment of one of two torchrun processes."""
     shared = tmp_path / 'shm'
     shared.mkdir(mode=0o1777)
-    monkeypatch.setattr(folders, 'SHARED_DIR', str(shared))
+    monkeypatch.setattr(shared_cache, 'SHARED_DIR', str(shared))
     monkeypatch.setenv('LOCAL_WORLD_SIZE', '2')
     monkeypatch.setenv('MASTER_PORT', '29555')
-    monkeypatch.setattr(folders.atexit, 'register', lambda *args: None)  # left to tmp_path
+    monkeypatch.setattr(shared_cache.atexit, 'register', lambda *args: None)  # left to tmp_path
     return shared
 
 
@@ -110,7 +110,8 @@ def test_a_killed_jobs_set_is_deleted_by_the_next_start_and_a_live_one_kept(tmp_
                                                                              monkeypatch):
     write_images(tmp_path / 'HR', [(5, 7)])
     exit_handlers = []
-    monkeypatch.setattr(folders.atexit, 'register', lambda *args: exit_handlers.append(args))
+    monkeypatch.setattr(shared_cache.atexit, 'register',
+                        lambda *args: exit_handlers.append(args))
     ImageFolder(str(tmp_path / 'HR'), cache='in_memory')
     private = shm / f'liif-{os.getuid()}'
     before = sorted(p.name for p in private.iterdir())
@@ -120,13 +121,13 @@ def test_a_killed_jobs_set_is_deleted_by_the_next_start_and_a_live_one_kept(tmp_
     try:
         assert holder.stdout.readline() == 'holding\n'
         os.close(exit_handlers[0][1])  # this process is gone; the other still maps the set
-        folders._clean_unused(str(private))  # a new job starts
+        shared_cache._clean_unused(str(private))  # a new job starts
         assert sorted(p.name for p in private.iterdir()) == before
     finally:
         holder.send_signal(signal.SIGKILL)  # no exit handler runs
         holder.wait()
     assert len(before) == 4
-    folders._clean_unused(str(private))
+    shared_cache._clean_unused(str(private))
     assert list(private.iterdir()) == []
 
 
