@@ -25,10 +25,10 @@ from torch import nn
 from .atomic import atomic_write
 from .bands import output_bands, with_estimate
 from .device import resolve_device
-from .imageio import (MAX_SIDE, ImageLike, PngStream, Source, check_fits,
-                      check_input, check_limits, output_format, quantise, read_source,
-                      save_image, to_pil, to_source)
+from .imageio import (MAX_SIDE, ImageLike, Source, check_fits, check_input, check_limits,
+                      output_format, quantise, read_source, save_image, to_pil, to_source)
 from .liif import LIIF
+from .png import PngStream
 from .pretrained import load_pretrained
 from .render import output_size
 

@@ -15,7 +15,8 @@ from PIL import Image, ImageOps
 
 from liif_core import load_model, upscale, upscale_file
 from liif_core.cli import main
-from liif_core.imageio import read_png16, read_source
+from liif_core.imageio import read_source
+from liif_core.png import read_png16
 
 REFERENCE_CKPT = os.path.join(os.path.dirname(__file__), 'reference', 'edsr_liif_reference.pth')
 WEIGHTS = ['--weights', REFERENCE_CKPT]

@@ -14,7 +14,7 @@ import liif_core
 from liif_core import LIIF, load_model
 from liif_core.bands import (BAND_PIXEL_BYTES, BAND_PIXELS, MARGIN_ROWS, band_rows,
                              latent_bytes)
-from liif_core.imageio import PngStream, read_png16
+from liif_core.png import PngStream, read_png16
 from liif_core.render import decoder_fixed_bytes, output_size, query_bytes, render
 from liif_core.upscale import upscale, upscale_file
 
