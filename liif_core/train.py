@@ -5,7 +5,7 @@ official ones, plus ``num_workers``, ``seed``, ``val_seed`` and ``init`` of ours
 every missing or unknown key before anything runs.
 
 Each epoch trains on the whole training set (Adam, L1 loss on normalised targets), steps the
-MultiStepLR schedule, validates (PSNR, and bicubic's PSNR on the same crops), and writes
+MultiStepLR schedule, validates (``validation``: PSNR, and bicubic's on the same crops), writes
 ``epoch-last.pth``, ``epoch-<N>.pth`` every ``epoch_save`` epochs and ``epoch-best.pth`` in the
 official checkpoint layout, plus the RNG states that make a resumed run bit-exact on CPU, a
 ``log.jsonl`` line, and TensorBoard events when TensorBoard is installed (``train_state`` says
@@ -35,7 +35,6 @@ Book: chapter 8, "Training".
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -46,19 +45,18 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from . import train_state
-from .evaluate import evaluate
 from .launch import amp_dtype, training_process
-from .render import BICUBIC, Predictor, norm_tensors
-from .rng import EpochIndices, EpochSeeded, isolated_rng, seed_everything
-from .train_config import ConfigError, TrainConfig
+from .render import norm_tensors
+from .rng import EpochIndices, EpochSeeded, seed_everything
+from .train_config import TrainConfig
 from .train_state import TrainState
+from .validation import Validation, check_val_batches
 
 # On an accelerator, reading a loss back stalls the host until the queued steps are done; the
 # losses stay on the device and are read (and checked for NaN) every this many steps. A CPU
@@ -76,21 +74,6 @@ class TrainingDiverged(ValueError):
 def loss_read_steps(device: torch.device) -> int:
     """Every how many steps the training loop reads the losses back from ``device``."""
     return 1 if device.type == 'cpu' else LOSS_READ_STEPS
-
-
-def validate(model: Predictor, loader: DataLoader, config: dict[str, Any] | TrainConfig,
-             seed: int, progress: bool) -> float:
-    """Validation PSNR (the official ``eval_psnr`` with the config's eval_type, eval_bsize and
-    data_norm) on crops drawn from ``seed``: the same crops every epoch, drawn without touching
-    the training run's random state. The official code re-draws them each epoch, so its curve
-    also carries crop-to-crop noise. ``model`` may be ``BICUBIC``. The crops are drawn in this
-    process, so ``train`` gives its validation loader no workers: the crops then do not depend
-    on how many workers the training loader has."""
-    cfg = TrainConfig.from_dict(config)
-    seed += 10_000  # apart from the training seeds
-    with isolated_rng(seed):
-        return evaluate(model, loader, cfg.eval_type, cfg.eval_bsize, cfg.data_norm,
-                        progress=progress).psnr
 
 
 @contextmanager
@@ -220,7 +203,7 @@ def _train(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool, data_r
         net = DistributedDataParallel(state.model, device_ids=[job.device.index]
                                       if job.device.type == 'cuda' else None)
     writer = _open_tensorboard(job.save_dir) if job.is_main else None
-    validation = _Validation(val_loader)
+    validation = Validation(val_loader)
     epoch = state.epoch_start - 1
     for epoch in range(state.epoch_start, cfg.epoch_max + 1):
         t0, lr = time.time(), state.optimizer.param_groups[0]['lr']
@@ -232,7 +215,7 @@ def _train(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool, data_r
         rng = train_state.gather_rng_states(job.world_size, train_loader.generator)
         if job.is_main:
             record = {'epoch': epoch, 'train_loss': train_loss, 'lr': lr,
-                      **validation.run(job, state.model, epoch)}
+                      **validation.run(state.model, cfg, epoch, job.progress)}
             record['time'] = time.time() - t0
             train_state.save(state, cfg, job.save_dir, epoch, record, rng)
             _log(job, writer, record)
@@ -244,25 +227,6 @@ def _train(job: _Job, config: dict[str, Any] | TrainConfig, resume: bool, data_r
     if writer is not None:
         writer.close()
     return {'epoch': epoch, 'best_val_psnr': state.best_val, 'save_dir': str(job.save_dir)}
-
-
-class _Validation:
-    """Validation PSNR on the config's schedule, with bicubic's PSNR on the same crops."""
-
-    def __init__(self, loader: DataLoader | None):
-        self.loader = loader
-        self.bicubic_psnr: float | None = None
-
-    def run(self, job: _Job, model: nn.Module, epoch: int) -> dict[str, float]:
-        cfg = job.cfg
-        if self.loader is None or cfg.epoch_val is None or epoch % cfg.epoch_val:
-            return {}
-        seed = cfg.seed if cfg.val_seed is None else cfg.val_seed
-        psnr = validate(model, self.loader, cfg, seed, job.progress)
-        if self.bicubic_psnr is None:  # the same crops every epoch: once is enough
-            self.bicubic_psnr = validate(BICUBIC, self.loader, cfg, seed, job.progress)
-        model.train()
-        return {'val_psnr': psnr, 'val_psnr_bicubic': self.bicubic_psnr}
 
 
 def _out_of_time(job: _Job, t_start: float, epoch_time: float, limit: float | None) -> bool:
@@ -306,32 +270,13 @@ def _make_loaders(job: _Job, data_root: Any, num_workers: int, train_data: Datas
     if val_data is not None and job.is_main:
         val_batch_size = (cfg.val_dataset or {}).get('batch_size', batch_size)
         check_val_batches(val_data, val_batch_size)
-        # No workers: the crops are drawn here, the same whatever num_workers is (see validate).
+        # No workers: the crops are drawn here, the same whatever num_workers is (see
+        # validation.validate).
         val_loader = DataLoader(val_data, batch_size=val_batch_size, pin_memory=pin)
     job.say(f'train: {len(train_data)} samples, {len(train_loader)} iterations per epoch'
             + (f' per process x {job.world_size}' if job.world_size > 1 else '')
             + (f'; val: {len(val_data)} samples' if val_loader is not None else ''))
     return sampler, train_loader, val_loader
-
-
-def check_val_batches(data: Dataset, batch_size: int) -> None:
-    """Whole validation images batch together only when they share one size: checked from
-    the files' headers before the first step (the batch would fail after the first epoch's
-    training). Crops (``inp_size``) and single-image batches always fit."""
-    if batch_size == 1 or getattr(data, 'inp_size', 0) is not None:
-        return
-    images = getattr(data, 'dataset', None)
-    images = getattr(images, 'dataset_2', images)  # a paired set: the HR side
-    sizes = {}
-    for path in getattr(images, 'paths', []):
-        with contextlib.suppress(OSError):
-            with Image.open(path) as image:
-                sizes.setdefault(image.size, path)
-    if len(sizes) > 1:
-        (w1, h1), (w2, h2) = list(sizes)[:2]
-        raise ConfigError(f'val_dataset: batch_size {batch_size} batches whole images, which '
-                          f'differ in size ({h1}x{w1} and {h2}x{w2}, ...); set val_dataset '
-                          'batch_size to 1, or crop them (inp_size)')
 
 
 def _train_epoch(job: _Job, net: nn.Module, state: TrainState, loader: DataLoader, epoch: int,

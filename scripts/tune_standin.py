@@ -36,9 +36,10 @@ from liif_core.configs import load_config
 from liif_core.data import make_data
 from liif_core.init import apply_init
 from liif_core.render import BICUBIC
-from liif_core.train import train, validate
+from liif_core.train import train
 from liif_core.train_config import TrainConfig
 from liif_core.train_state import read_records
+from liif_core.validation import validate
 
 CONFIG = 'cpu/train_edsr-baseline-liif-standin-long'
 ARMS = {  # name -> (learning rate, texture_tries, seed); the seed-1 arms measure seed noise

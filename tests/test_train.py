@@ -157,7 +157,7 @@ def test_log_and_schedule(straight):
 def test_validation_repeats_its_crops_and_leaves_the_training_rng_alone(tmp_path):
     from torch.utils.data import DataLoader
     from liif_core import make_model
-    from liif_core.train import validate
+    from liif_core.validation import validate
     loader = DataLoader(RandomCrops(smooth_images(3), repeat=2), batch_size=4,
                         generator=torch.Generator())
     model, config = make_model(TINY_MODEL), make_config()
