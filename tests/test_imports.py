@@ -64,3 +64,10 @@ def test_only_the_command_line_imports_argparse():
             if 'argparse' in names and cli not in path.parents:
                 offenders.append(module_name(path))
     assert (cli / 'common.py').is_file() and offenders == []
+
+
+def test_no_module_is_over_400_lines():
+    """A module past 400 lines holds more than one concept: one of them gets its own module."""
+    lengths = {module_name(p): len(p.read_text().splitlines()) for p in PACKAGE.rglob('*.py')}
+    assert lengths['liif_core.liif'] > 100  # the package's real files were counted
+    assert {name: n for name, n in lengths.items() if n > 400} == {}
