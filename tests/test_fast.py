@@ -40,7 +40,13 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(liif_core.kernels, 'FAST_CHUNK', 97)
 
 
-def test_reference_checkpoint(reference_ckpt_path, reference, small_chunks):
+@pytest.mark.parametrize('fused', [True, False], ids=['onednn', 'addmm'])
+def test_reference_checkpoint(reference_ckpt_path, reference, small_chunks, monkeypatch, fused):
+    """Both hidden-layer kernels: oneDNN's fused linear + ReLU (used on AVX-512 CPUs) and
+    addmm + relu_ (elsewhere), each through reused buffers and a partial last chunk."""
+    if fused and not hasattr(torch.ops.mkldnn, '_linear_pointwise'):
+        pytest.skip('this build of torch has no oneDNN linear')
+    monkeypatch.setattr(liif_core.kernels, 'FUSED_LINEAR', fused)
     model = load_model(reference_ckpt_path)
     for case in ('grid', 'rand'):
         fast, ref = decode_both(model, reference['inp'], reference[f'{case}_coord'],
@@ -121,22 +127,6 @@ def test_worker_threads_give_the_same_numbers(monkeypatch):
     torch.set_num_threads(1)
     one, _ = decode_both(model, inp, coord, cell)
     assert (fast - one).abs().max() <= 1e-6
-
-
-@pytest.mark.parametrize('fused', [True, False], ids=['onednn', 'addmm'])
-def test_both_hidden_layer_kernels_give_the_reference_numbers(reference_ckpt_path, reference,
-                                                              monkeypatch, fused):
-    """oneDNN's fused linear + ReLU (used on AVX-512 CPUs) and addmm + relu_ (elsewhere)."""
-    if fused and not hasattr(torch.ops.mkldnn, '_linear_pointwise'):
-        pytest.skip('this build of torch has no oneDNN linear')
-    monkeypatch.setattr(liif_core.kernels, 'FUSED_LINEAR', fused)
-    monkeypatch.setattr(liif_core.kernels, 'FAST_CHUNK', 97)  # reused buffers, a partial chunk
-    model = load_model(reference_ckpt_path)
-    for case in ('grid', 'rand'):
-        fast, ref = decode_both(model, reference['inp'], reference[f'{case}_coord'],
-                                reference[f'{case}_cell'])
-        assert (fast - ref).abs().max() <= 1e-5
-        assert (fast - reference[f'{case}_out']).abs().max() <= 1e-5
 
 
 def test_chunks_follow_the_device():
