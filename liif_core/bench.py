@@ -43,13 +43,13 @@ from tqdm import tqdm
 
 from . import kernels
 from .coords import make_cell, make_coord
-from .device import cpu_name
+from .device import cpu_has_bf16, cpu_name
 from .evaluate import load_images, make_test_pair
 from .liif import LIIF, batched_predict
 from .metrics import calc_psnr
 from .models import liif_spec
 from .registry import make_model
-from .render import cpu_has_bf16, data_norm_of, denormalise, normalise, precision
+from .render import data_norm_of, denormalise, normalise, precision
 from .sampling import ensemble_offsets
 from .upscale import upscale
 

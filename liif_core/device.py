@@ -4,6 +4,7 @@ written, rather than failing later in a way that blames something else; and the 
 described, to label timings and training logs."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -65,3 +66,29 @@ def machine_description(threads: int) -> str:
     """CPU model, threads and torch version."""
     return (f'{cpu_name()}, {os.cpu_count()} logical CPUs, {threads} torch threads, '
             f'torch {torch.__version__}, Python {platform.python_version()}')
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str] | None:
+    """The instruction-set flags of this machine's CPU (x86 ``flags``, Arm ``Features``) from
+    /proc/cpuinfo, read once; None where there is no /proc/cpuinfo."""
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(':')
+        if key.strip() in ('flags', 'Features'):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 natively: x86 AVX-512 BF16 or AMX-BF16, or Arm's
+    BF16 extension. oneDNN also runs bfloat16 on AVX-512 CPUs without them, by conversions
+    that make it slower than float32, so its own check is used only where /proc/cpuinfo is
+    missing."""
+    flags = cpu_flags()
+    if flags is None:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})

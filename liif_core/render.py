@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence, Union
 
 import torch
 from torch import nn
 
 from .coords import make_cell, make_coord
+from .device import cpu_has_bf16
 from .kernels import fast_chunks
 from .liif import LIIF, batched_predict
 from .resize import resize_fn
@@ -132,31 +132,6 @@ class Bicubic:
 
 
 BICUBIC = Bicubic()
-
-
-def cpu_flags() -> frozenset[str] | None:
-    """The instruction-set flags of this machine's CPU (x86 ``flags``, Arm ``Features``) from
-    /proc/cpuinfo; None where there is no /proc/cpuinfo."""
-    try:
-        text = Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(':')
-        if key.strip() in ('flags', 'Features'):
-            return frozenset(value.split())
-    return frozenset()
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU multiplies bfloat16 natively: x86 AVX-512 BF16 or AMX-BF16, or Arm's
-    BF16 extension. oneDNN also runs bfloat16 on AVX-512 CPUs without them, by conversions
-    that make it slower than float32, so its own check is used only where /proc/cpuinfo is
-    missing."""
-    flags = cpu_flags()
-    if flags is None:
-        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'})
 
 
 def precision(dtype: str | torch.dtype | None, device: torch.device | str) -> ContextManager:

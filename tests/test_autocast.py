@@ -12,6 +12,7 @@ from liif_core.render import precision
 
 # The module: the package's name ``render`` is the function.
 RENDER = importlib.import_module('liif_core.render')
+DEVICE = importlib.import_module('liif_core.device')
 
 SMALL_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
                                                  'no_upsampling': True}}
@@ -133,7 +134,7 @@ def test_unknown_or_unsupported_dtypes_fail_in_one_line(monkeypatch):
 def test_bfloat16_needs_the_instructions(monkeypatch, flags, units):
     """Read from /proc/cpuinfo: x86 AVX-512 BF16 or AMX, or Arm BF16. Without them bfloat16 is
     refused in one line, by the library and by liif upscale, before any work."""
-    monkeypatch.setattr(RENDER, 'cpu_flags', lambda: frozenset(flags.split()))
+    monkeypatch.setattr(DEVICE, 'cpu_flags', lambda: frozenset(flags.split()))
     assert RENDER.cpu_has_bf16() is units
     if units:
         assert precision('bfloat16', 'cpu') is not None
