@@ -14,9 +14,10 @@ of ``--repeat`` runs is kept:
 
 Every case runs on a quiet machine and again while a competing CPU-bound process (a bounded
 ``while`` loop at the same priority, started and always stopped by the bench) holds a core.
-The float32 (or ``--dtype``) matrix-multiply rate, measured in each condition, is the ceiling:
-a path's GFLOP/s counts the multiply-adds the fast path must do (``fast_macs_per_query``),
-and its ``..._with_encoder`` figures the encoder's too (``encoder_macs``). ``bf16_cost`` weighs
+The float32 (or ``--dtype``) matrix-multiply rate is the ceiling, sampled in every round of
+every case between the paths (the median of a case's samples, as of its times): a path's
+GFLOP/s counts the multiply-adds the fast path must do (``fast_macs_per_query``), and its
+``..._with_encoder`` figures the encoder's too (``encoder_macs``). ``bf16_cost`` weighs
 bfloat16 against float32 for ``upscale`` on photos: speed-up and PSNR cost per scale.
 Peak memory is the resident-set high-water mark decoding adds, in a fresh process per path.
 ``--json PATH`` writes every case.
@@ -85,39 +86,39 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device | str = 'cpu', dtype: str = 'float32', repeat: int = 5,
+def matmul_rate(device: torch.device | str = 'cpu', dtype: str = 'float32',
                 products: int = 20) -> float:
-    """The machine's matrix-multiply rate in GFLOP/s at ``dtype`` (best of ``repeat``)."""
+    """The machine's matrix-multiply rate now, in GFLOP/s at ``dtype``: one timed burst of
+    ``products`` products of ``GEMM_SHAPE`` (about 0.1 s on a 2-core CPU), after a warm-up."""
     device = torch.device(device)
     m, k, n = GEMM_SHAPE
     a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
     with torch.no_grad(), precision(dtype, device):
         torch.mm(a, b)  # warm-up: thread pool, packing buffers
-        best = float('inf')
-        for _ in range(repeat):
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(products):
-                torch.mm(a, b)
-            _sync(device)
-            best = min(best, time.perf_counter() - start)
-    return 2 * m * k * n * products / best / 1e9
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(products):
+            torch.mm(a, b)
+        _sync(device)
+        return 2 * m * k * n * products / (time.perf_counter() - start) / 1e9
 
 
 def fast_macs_per_query(model: LIIF, h: int, w: int, queries: int) -> float:
     """Multiply-adds the fast path must do per query, for an (h, w) feature map.
 
-    Each of the T ensemble members runs every layer after the first (their in x out products)
-    plus the first layer's rank-2 (rel) or rank-4 (rel and cell) term; the first layer's code
-    part is a convolution done once per latent code, shared by all queries.
+    Each of the T ensemble members runs the hidden layers after the first (their in x out
+    products), the first layer's rank-2 (rel) or rank-4 (rel and cell) term and its share of
+    the blend (one multiply-add per hidden unit); the blended activations then go through the
+    output layer once. The first layer's code part is a convolution done once per latent code,
+    shared by all queries.
     """
-    first, *rest = model.imnet.linears
+    first, *hidden, last = model.imnet.linears
     code_dim = model.code_dim
     members = len(ensemble_offsets(h, w, model.local_ensemble))
-    per_member = sum(l.in_features * l.out_features for l in rest)
-    per_member += (first.in_features - code_dim) * first.out_features
+    per_member = sum(l.in_features * l.out_features for l in hidden)
+    per_member += (first.in_features - code_dim) * first.out_features + last.in_features
     conv = h * w * code_dim * first.out_features
-    return members * per_member + conv / queries
+    return members * per_member + last.in_features * last.out_features + conv / queries
 
 
 def encoder_macs(model: LIIF, h: int, w: int) -> int:
@@ -238,15 +239,21 @@ def peak_extra_memory(model: nn.Module, size: int, scale: int, path: str, thread
 
 
 def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int, dtype: str,
-               condition: str, ceiling: float, progress: tqdm | None = None) -> dict[str, Any]:
-    """Time every path interleaved (median of ``repeat``) and compare their outputs."""
+               condition: str, progress: tqdm | None = None) -> dict[str, Any]:
+    """Time every path interleaved (median of ``repeat``) and compare their outputs.
+
+    The ceiling is sampled in every round too (``matmul_rate``), so that it sees the load the
+    paths see; the case's ceiling is the median of its samples, the statistic of its times.
+    """
     device = next(model.parameters()).device
     lr = case_input(size, device)
     runs = paths(model, lr, scale, threads)
     times: dict[str, list[float]] = {path: [] for path in runs}
     outputs: dict[str, torch.Tensor] = {}
+    samples = []
     with precision(dtype, device):
         for _ in range(repeat):
+            samples.append(matmul_rate(device, dtype))
             for path, run in runs.items():
                 _sync(device)
                 start = time.perf_counter()
@@ -256,6 +263,7 @@ def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int, dt
                 if progress is not None:
                     progress.update()
     pixels = (size * scale) ** 2
+    ceiling = statistics.median(samples)
     seconds = {path: statistics.median(t) for path, t in times.items()}
     official = min(seconds[p] for p in seconds if p.startswith('official-1') or p == 'official')
     decoder = pixels * fast_macs_per_query(model, size, size, pixels)
@@ -266,7 +274,7 @@ def bench_case(model: LIIF, size: int, scale: int, repeat: int, threads: int, dt
     with_encoder = {path: 2 * (decoder + encoder) / seconds[path] / 1e9 for path in fast}
     return {
         'condition': condition, 'size': size, 'scale': scale, 'pixels': pixels,
-        'seconds': seconds,
+        'ceiling_gflops': ceiling, 'ceiling_samples_gflops': samples, 'seconds': seconds,
         'px_per_s': {path: pixels / t for path, t in seconds.items()},
         'speedup_vs_official': {path: official / t for path, t in seconds.items()},
         'max_abs_diff_vs_official': {path: (out - outputs['official']).abs().max().item()

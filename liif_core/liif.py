@@ -28,7 +28,8 @@ from torch import nn
 
 from .coords import make_coord
 from .encoders import ENCODERS
-from .kernels import autocast_dtype, fast_chunks, hidden_layers, map_single_threaded
+from .kernels import (autocast_dtype, fast_chunks, hidden_layers, map_single_threaded,
+                      work_units)
 from .mlp import MLP
 from .sampling import (AREA_EPS, clamp_inside, code_centres, ensemble_offsets, ensemble_weights,
                        sample_nearest, unfold_features)
@@ -196,15 +197,17 @@ class LIIF(nn.Module):
         The T ensemble members of every query are stacked as rows (query-major, so that a chunk
         of queries is a contiguous block of rows). Each row gathers its code's projection (the
         first layer's code part and bias) and adds the rank-2 or rank-4 term of its relative
-        coordinate and cell in place; the remaining layers then run once on all rows of a chunk.
+        coordinate and cell in place; the hidden layers then run once on all rows of a chunk,
+        and the members' activations are blended before the output layer, which is affine.
         Code lookups are done per work unit and the MLP per chunk (``fast_chunks``), so the
         many small lookup operations do not run once per MLP chunk. In inference the gathers
         of a work unit go into one reused buffer, and on a CPU in float32 the hidden layers run
         as oneDNN's fused linear + ReLU on weights packed once per call
         (``kernels.hidden_layers``).
 
-        Work units go to worker threads (``kernels.map_single_threaded``): one busy core then
-        slows one worker, instead of every small operation waiting for it.
+        Work units (``kernels.work_units``) go to worker threads
+        (``kernels.map_single_threaded``): one busy core then slows one worker, instead of every
+        small operation waiting for it.
         """
         B, _, h, w = feat.shape
         Q = coord.shape[1]
@@ -217,11 +220,12 @@ class LIIF(nn.Module):
         offsets = _filled(ensemble_offsets(h, w, self.local_ensemble), coord)  # (T, 2)
         scale = _filled(((h, w),), coord)[0]  # (2,)
         hidden = hidden_layers(hidden_linears, proj)
-        work_unit, chunk = fast_chunks(coord.device)
+        units = work_units(Q, coord.device)
+        chunk = fast_chunks(coord.device)[1]
         reuse = not torch.is_grad_enabled()  # out= buffers have no gradient
 
-        def unit(start: int) -> torch.Tensor:  # queries [start, start + work_unit) -> (n, B, 3)
-            stop = start + work_unit
+        def unit(start: int) -> torch.Tensor:  # queries [start, start + step) -> (n, B, 3)
+            stop = start + units.step
             flat, terms, weight = self._lookup_codes(
                 lookup, offsets, scale, coord[:, start:stop],
                 None if cell is None else cell[:, start:stop])
@@ -237,12 +241,15 @@ class LIIF(nn.Module):
                 else:
                     x = torch.index_select(proj, 0, rows, out=gathered[:m * B * T])
                 x = hidden(x.addmm_(terms[s:s + m].view(m * B * T, -1), w_query).relu_())
-                pred = torch.addmm(last.bias, x, last.weight.t()).view(m, B, T, -1)
-                out.append((pred * weight[s:s + m].unsqueeze(-1)).sum(dim=2))  # (m, B, 3)
-            return torch.cat(out)
+                # The output layer is affine and the blend weights sum to 1, so the members'
+                # activations are blended first: one output layer per query instead of T.
+                x = torch.bmm(weight[s:s + m].view(m * B, 1, T).to(x.dtype),
+                              x.view(m * B, T, -1))  # (m*B, 1, D)
+                out.append(torch.addmm(last.bias, x.view(m * B, -1), last.weight.t()))
+            return torch.cat(out).view(n, B, -1)
 
-        units = map_single_threaded(unit, range(0, Q, work_unit), coord.device)
-        return torch.cat(units).transpose(0, 1).contiguous()  # (B, Q, 3)
+        return torch.cat(map_single_threaded(unit, units, coord.device)
+                         ).transpose(0, 1).contiguous()  # (B, Q, 3)
 
     @staticmethod
     def _code_map(shape: torch.Size, coord: torch.Tensor) -> torch.Tensor:

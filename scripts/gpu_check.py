@@ -231,12 +231,10 @@ def step_decode(work: Path, device: torch.device, repeat: int, scales: tuple[int
     results = {}
     with torch.no_grad():
         for dtype in dtypes:
-            ceiling = bench.matmul_peak(device, dtype, repeat=2 if quick else 5)
             for size, scale in cases:
                 if scale in scales:
                     results[f'x{scale}_{dtype}'] = bench.bench_case(
-                        model, size, scale, repeat, torch.get_num_threads(), dtype, 'quiet',
-                        ceiling)
+                        model, size, scale, repeat, torch.get_num_threads(), dtype, 'quiet')
     return {'results': results,
             'flags': dict(matmul_flags(), dtypes=dtypes, threads=torch.get_num_threads())}
 

@@ -15,6 +15,7 @@ from liif_core.bench import (CONDITIONS, QUICK_CASES, case_input, _official, ben
 
 # The module: the package's name ``render`` is the function.
 RENDER = importlib.import_module('liif_core.render')
+BENCH = importlib.import_module('liif_core.bench')
 SMALL_EDSR = {'name': 'edsr-baseline', 'args': {'n_resblocks': 2, 'n_feats': 16,
                                                  'no_upsampling': True}}
 
@@ -28,6 +29,10 @@ def test_bench_quick_writes_every_case(tmp_path):
     report = json.loads(out.read_text())
     assert set(report['ceiling_gflops']) == set(CONDITIONS)
     assert all(g > 0 for g in report['ceiling_gflops'].values())
+    for condition, ceiling in report['ceiling_gflops'].items():
+        samples = [g for c in report['cases'] if c['condition'] == condition
+                   for g in c['ceiling_samples_gflops']]
+        assert min(samples) <= ceiling <= max(samples)
     got = {(c['condition'], c['size'], c['scale']) for c in report['cases']}
     assert got == {(cond, s, k) for cond in CONDITIONS for s, k in QUICK_CASES}
     paths = {'upscale', 'official', 'official-tuned', 'fast-query', 'official-1-thread'}
@@ -71,12 +76,16 @@ def test_encoder_macs_count_every_convolution():
     assert encoder_macs(model, 7, 5) == 7 * 5 * per_pixel
 
 
-def test_the_case_counts_the_encoder_in_its_share_of_the_ceiling():
+def test_the_case_counts_the_encoder_in_its_share_of_the_ceiling(monkeypatch):
     torch.manual_seed(0)
     model = LIIF(SMALL_EDSR, {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [64]}})
     model.eval()
+    rates = iter([90.0, 130.0, 100.0])  # the median of a case's samples is its ceiling
+    monkeypatch.setattr(BENCH, 'matmul_rate', lambda *args: next(rates))
     with torch.no_grad():
-        case = bench_case(model, 6, 4, 1, 1, 'float32', 'quiet', ceiling=100.0)
+        case = bench_case(model, 6, 4, 3, 1, 'float32', 'quiet')
+    assert case['ceiling_samples_gflops'] == [90.0, 130.0, 100.0]
+    assert case['ceiling_gflops'] == 100.0
     assert case['macs'] == {'decoder': pytest.approx(24 * 24 * fast_macs_per_query(
         model, 6, 6, 24 * 24)), 'encoder': encoder_macs(model, 6, 6)}
     for path in ('upscale', 'fast-query'):

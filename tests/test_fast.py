@@ -107,11 +107,14 @@ def test_gradients_agree(flags, small_chunks):
 
 def test_fast_macs_per_query_counts_the_layers_after_the_first():
     model = liif_core.make_model(DEFAULT_SPEC)
-    # Per member: three 256x256 layers, the 256x3 output layer, rel and cell (4) x 256.
-    per_member = 3 * 256 * 256 + 256 * 3 + 4 * 256
+    # Per member: three 256x256 layers, rel and cell (4) x 256, its blend weight x 256.
+    per_member = 3 * 256 * 256 + 4 * 256 + 256
+    # Per query: the 256x3 output layer on the blended activations.
+    per_query = 256 * 3
     # The 3x3 convolution: 48*48 codes x 256 outputs x 64*9 inputs, over 192*192 queries.
     conv = 48 * 48 * 256 * 64 * 9 / (192 * 192)
-    assert fast_macs_per_query(model, 48, 48, 192 * 192) == pytest.approx(4 * per_member + conv)
+    assert fast_macs_per_query(model, 48, 48, 192 * 192) == pytest.approx(
+        4 * per_member + per_query + conv)
 
 
 def test_worker_threads_give_the_same_numbers(monkeypatch):
@@ -121,12 +124,34 @@ def test_worker_threads_give_the_same_numbers(monkeypatch):
     model = LIIF(SMALL_EDSR, DEEP_MLP)
     inp = torch.randn(2, 3, 9, 8)
     coord, cell = random_queries(2, 2000)
-    fast, ref = decode_both(model, inp, coord, cell)  # 2 threads: 7 units on 2 workers
+    fast, ref = decode_both(model, inp, coord, cell)  # 2 threads: 8 units on 2 workers
     assert torch.get_num_threads() == 2
     assert (fast - ref).abs().max() <= 1e-5
     torch.set_num_threads(1)
     one, _ = decode_both(model, inp, coord, cell)
     assert (fast - one).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize('queries', [1, 299, 300, 2000, 36864, 518400])
+def test_work_units_share_the_queries_evenly_among_workers(queries):
+    kernels = liif_core.kernels
+    cpu = torch.device('cpu')
+    with torch.no_grad():
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            units = kernels.work_units(queries, cpu)
+            assert units[0] == 0 and units.step <= kernels.WORK_UNIT
+            assert units[-1] < queries <= units[-1] + units.step
+            if threads == 1:
+                assert units.step == kernels.WORK_UNIT
+            elif len(units) > 1:
+                assert len(units) % threads == 0, (threads, len(units))
+                # The last unit is the only short one, and by less than one query per unit.
+                assert queries - units[-1] > units.step - len(units)
+    torch.set_num_threads(2)
+    # Training (gradients) and GPUs run units in order: full units.
+    assert kernels.work_units(36864, cpu).step == kernels.WORK_UNIT
+    assert kernels.work_units(36864, torch.device('cuda')).step == kernels.CUDA_CHUNK
 
 
 def test_chunks_follow_the_device():

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tqdm import tqdm
 
 from ..bench import (BF16_CROP, BF16_SCALES, CASES, CONDITIONS, DEFAULT_SPEC, GEMM_SHAPE,
                      QUICK_CASES, REFERENCE_CHUNK, SEED, TUNED_CHUNK, bench_case, bf16_cost,
-                     case_input, competing_load, format_table, machine_info, matmul_peak, paths,
+                     case_input, competing_load, format_table, machine_info, paths,
                      peak_extra_memory)
 from ..checkpoint import load_model
 from ..data.specs import DEFAULT_DATA_ROOT
@@ -85,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
                                desc='bench', leave=False, disable=not args.progress) as progress:
         for condition in conditions:
             with competing_load() if condition == 'loaded' else contextlib.nullcontext():
-                ceilings[condition] = matmul_peak(device, args.dtype, repeat=2 if args.quick else 5)
                 for size, scale in cases:
                     results.append(bench_case(model, size, scale, repeat, threads,
-                                              args.dtype, condition, ceilings[condition],
-                                              progress))
+                                              args.dtype, condition, progress))
+            ceilings[condition] = statistics.median(
+                g for case in results if case['condition'] == condition
+                for g in case['ceiling_samples_gflops'])
     # Memory does not depend on the load: measured once per case, quiet.
     for size, scale in cases:
         peak = {path: peak_extra_memory(model, size, scale, path, threads, str(device),
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                                    crop=args.bf16_crop)
     print(f'machine: {report["machine"]}')
     print(f'weights: {weights}; device {device}, {args.dtype}')
-    print('matmul ceiling (' + f'{m}x{k} @ {k}x{n}): '
+    print('matmul ceiling (' + f'{m}x{k} @ {k}x{n}, median of the samples between runs): '
           + ', '.join(f'{c} {g:.1f} GFLOP/s' for c, g in ceilings.items()))
     print(f'official: official algorithm, chunks of {REFERENCE_CHUNK}, the better of '
           f'{threads} and 1 thread(s); official-tuned: chunks of {TUNED_CHUNK}; loaded: one '
