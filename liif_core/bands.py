@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .coords import make_cell, make_coord
 from .imageio import Source
-from .kernels import single_threaded
+from .kernels import convolution_threads
 from .liif import LIIF
 from .render import (chunk_size, data_norm_of, decoder_fixed_bytes, denormalise, normalise,
                      precision, query_bytes)
@@ -165,8 +165,8 @@ def _decode_bands(model: LIIF, rgb: torch.Tensor, H: int, W: int, tile_rows: int
         cell = make_cell(coord, (H * (b - a) / h, W))  # (1, n*W, 2)
         # Entered per band, not around the loop: the caller's code between bands stays float32.
         with precision(dtype, rgb.device):
-            # The convolutions on one thread: a busy core would stall every one of them.
-            with single_threaded():
+            # The convolutions on the idle cores only: a busy core would stall every one.
+            with convolution_threads():
                 feat = features.rows(a, b)  # (1, C, b - a, w)
                 proj = model.project_codes(feat)  # (b - a) * w rows
             pred = model.decode(feat, coord, cell, proj=proj)  # (1, n*W, 3)

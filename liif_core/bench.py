@@ -365,9 +365,9 @@ def format_table(cases: list[dict[str, Any]]) -> str:
         return 'n/a' if value is None else f'{value / 2**20:.0f}'
 
     lines = ['| condition | case | pixels | upscale px/s | official px/s | official-tuned px/s '
-             '| fast-query px/s | upscale / official | upscale % of ceiling | max abs diff '
-             '| upscale peak MiB | official peak MiB |',
-             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+             '| fast-query px/s | upscale / official | ceiling GFLOP/s | upscale % of ceiling '
+             '| with encoder | max abs diff | upscale peak MiB | official peak MiB |',
+             '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for c in cases:
         rate, peak = c['px_per_s'], c.get('peak_extra_bytes', {})
         best_official = max(v for k, v in rate.items() if k.startswith('official-1')
@@ -376,7 +376,19 @@ def format_table(cases: list[dict[str, Any]]) -> str:
             f"| {c['condition']} | {c['size']}x{c['size']} x{c['scale']} | {c['pixels']} "
             f"| {rate['upscale']:.0f} | {best_official:.0f} | {rate['official-tuned']:.0f} "
             f"| {rate['fast-query']:.0f} | {c['speedup_vs_official']['upscale']:.2f} "
-            f"| {c['pct_of_ceiling']['upscale']:.0f} "
+            f"| {c['ceiling_gflops']:.0f} | {c['pct_of_ceiling']['upscale']:.0f} "
+            f"| {c['pct_of_ceiling_with_encoder']['upscale']:.0f} "
             f"| {c['max_abs_diff_vs_official']['upscale']:.1e} "
             f"| {mib(peak.get('upscale'))} | {mib(peak.get('official'))} |")
+    return '\n'.join(lines)
+
+
+def format_bf16(bf16: dict[str, Any]) -> str:
+    """``bf16_cost``'s record as a markdown table, one row per scale."""
+    lines = ['| scale | PSNR float32 (dB) | PSNR bfloat16 (dB) | cost (dB) | worst photo (dB) '
+             '| max abs diff | speed-up |', '|---|---:|---:|---:|---:|---:|---:|']
+    for label, row in bf16['scales'].items():
+        lines.append(f"| {label} | {row['psnr_float32']:.2f} | {row['psnr_bfloat16']:.2f} "
+                     f"| {row['psnr_cost_db']:.2f} | {row['max_psnr_cost_db']:.2f} "
+                     f"| {row['max_abs_diff']:.3f} | {row['speedup']:.2f}x |")
     return '\n'.join(lines)

@@ -1,9 +1,9 @@
 """How the fast path's work runs on the machine: its chunk sizes on each device, the MLP's
-hidden layers as oneDNN's fused kernels on a CPU, and worker threads that each run torch on one
-thread.
+hidden layers as oneDNN's fused kernels on a CPU, worker threads that each run torch on one
+thread, and the encoder's threads, as many as the cores nobody else is using.
 
-``liif`` decodes with these; ``bands`` and ``export`` run the encoder and tracing under
-``single_threaded``. Nothing here knows the model: the functions take layers, tensors and
+``liif`` decodes with these; ``bands`` runs the encoder under ``convolution_threads`` and
+``export`` traces under ``single_threaded``. Nothing here knows the model: the functions take layers, tensors and
 callables.
 
 Book: chapter 4 (the fast path).
@@ -11,7 +11,9 @@ Book: chapter 4 (the fast path).
 from __future__ import annotations
 
 import contextlib
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -135,15 +137,42 @@ def map_single_threaded(fn: Callable[[int], torch.Tensor], items: Sequence[int],
 
 @contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
-    """Run torch's CPU operations on one thread inside the block, then restore the setting.
-
-    For work that cannot be split into items, such as the encoder's convolutions: with another
-    process on one core, two threads ran them 7-25x slower than one; on a quiet machine one
-    thread costs them at most half their speed: the encoder is about a tenth of an x4 upscale
-    and less at larger scales.
-    """
+    """Run torch's CPU operations on one thread inside the block, then restore the setting:
+    for ``map_single_threaded``'s workers, and for work of many tiny operations (tracing in
+    ``export``), which threads only slow down."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def runnable_elsewhere() -> int | None:
+    """Threads ready to run on the machine now besides the caller: the fourth field of Linux's
+    /proc/loadavg ("running/total", the reading thread included), less one. None where it
+    cannot be read."""
+    try:
+        return int(Path('/proc/loadavg').read_text().split()[3].split('/')[0]) - 1
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def convolution_threads() -> Iterator[None]:
+    """Inside the block, torch's CPU operations run on the cores nobody else is using now: at
+    most torch's thread setting, at least one, and one where the machine cannot tell.
+
+    For the encoder's convolutions, which cannot be split into items: on a 2-core machine two
+    threads ran them 1.7x as fast as one when nothing else ran, and 2.4x slower while another
+    process held a core (each of EDSR-baseline's 34 convolutions waits for its slowest
+    thread). Their outputs do not depend on the number of threads (bit for bit on the CPUs
+    measured, where each output's sum is made in one order): only the time does.
+    """
+    elsewhere = runnable_elsewhere()
+    free = 1 if elsewhere is None else len(os.sched_getaffinity(0)) - elsewhere
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, free)))
     try:
         yield
     finally:

@@ -119,3 +119,19 @@ def test_bf16_cost_compares_both_precisions_on_photos(tmp_path):
         assert s['psnr_cost_db'] == pytest.approx(s['psnr_float32'] - s['psnr_bfloat16'])
         assert 0 < s['max_abs_diff'] <= 0.05 and abs(s['psnr_cost_db']) < 3
         assert s['speedup'] == pytest.approx(s['seconds_float32'] / s['seconds_bfloat16'])
+
+
+def test_the_readme_copies_the_cached_bench():
+    """The README's performance tables are ``format_table`` and ``format_bf16`` of
+    book/results/bench-cpu.json, and it names the machine that file records."""
+    from pathlib import Path
+    from liif_core.bench import format_bf16, format_table
+    root = Path(__file__).resolve().parent.parent
+    bench = json.loads((root / 'book' / 'results' / 'bench-cpu.json').read_text())
+    section = (root / 'README.md').read_text().split('\n## Performance\n')[1].split('\n## ')[0]
+    tables = [line for line in section.splitlines() if line.startswith('|')]
+    assert tables == (format_table(bench['cases']).splitlines()
+                      + format_bf16(bench['bf16']).splitlines())
+    text = ' '.join(section.split())
+    assert bench['machine_info']['cpu'] in text
+    assert bench['command'].replace(' --no-progress', '') in text

@@ -1,4 +1,6 @@
 """The fast decoding path gives the reference algorithm's numbers, in any schedule."""
+import os
+
 import pytest
 import torch
 
@@ -152,6 +154,29 @@ def test_work_units_share_the_queries_evenly_among_workers(queries):
     # Training (gradients) and GPUs run units in order: full units.
     assert kernels.work_units(36864, cpu).step == kernels.WORK_UNIT
     assert kernels.work_units(36864, torch.device('cuda')).step == kernels.CUDA_CHUNK
+
+
+def test_convolution_threads_use_the_idle_cores(monkeypatch):
+    kernels = liif_core.kernels
+    assert kernels.runnable_elsewhere() >= 0  # Linux: the reading thread is not counted
+    cores = len(os.sched_getaffinity(0))
+    for elsewhere, threads in [(None, 1), (0, min(2, cores)), (cores - 1, 1), (cores + 5, 1)]:
+        monkeypatch.setattr(kernels, 'runnable_elsewhere', lambda: elsewhere)
+        with kernels.convolution_threads():
+            assert torch.get_num_threads() == threads, elsewhere
+        assert torch.get_num_threads() == 2
+
+
+def test_the_encoder_gives_the_same_numbers_on_any_number_of_threads():
+    torch.manual_seed(0)
+    model = LIIF(SMALL_EDSR, DEEP_MLP).eval()
+    inp = torch.randn(1, 3, 40, 37)
+    with torch.no_grad():
+        torch.set_num_threads(1)
+        one = model.gen_feat(inp)
+        torch.set_num_threads(2)
+        two = model.gen_feat(inp)
+    assert (one - two).abs().max() <= 1e-6 * one.abs().max()
 
 
 def test_chunks_follow_the_device():

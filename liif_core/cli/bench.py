@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..bench import (BF16_CROP, BF16_SCALES, CASES, CONDITIONS, DEFAULT_SPEC, GEMM_SHAPE,
                      QUICK_CASES, REFERENCE_CHUNK, SEED, TUNED_CHUNK, bench_case, bf16_cost,
-                     case_input, competing_load, format_table, machine_info, paths,
+                     case_input, competing_load, format_bf16, format_table, machine_info, paths,
                      peak_extra_memory)
 from ..checkpoint import load_model
 from ..data.specs import DEFAULT_DATA_ROOT
@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
               'device': str(device), 'dtype': args.dtype, 'threads': threads,
               'repeat': repeat, 'gemm_shape': GEMM_SHAPE, 'ceiling_gflops': ceilings,
               'cases': results, 'machine_info': machine_info(threads)}
+    if args.json:  # the timings are kept should the bfloat16 comparison fail
+        Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
     if args.bf16 and not args.quick:
         report['bf16'] = bf16_cost(load_pretrained().to(device), args.bf16_photos,
                                    crop=args.bf16_crop)
@@ -123,10 +125,7 @@ def run(args: argparse.Namespace) -> int:
         note = ' (emulated: this CPU has no bfloat16 instructions)' if bf16['emulated'] else ''
         print(f"\nbfloat16 against float32, upscale with {DEFAULT_MODEL} on "
               f"{len(bf16['photos'])} photos ({bf16['crop']}x{bf16['crop']} crops){note}:")
-        for label, row in bf16['scales'].items():
-            print(f"  {label}: speed-up {row['speedup']:.2f}x, PSNR cost {row['psnr_cost_db']:.2f} "
-                  f"dB (worst photo {row['max_psnr_cost_db']:.2f}), max abs diff "
-                  f"{row['max_abs_diff']:.3g}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
+        print(format_bf16(bf16))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + '\n')
     return 0
