@@ -3,8 +3,8 @@ hidden layers as oneDNN's fused kernels on a CPU, worker threads that each run t
 thread, and the encoder's threads, as many as the cores nobody else is using.
 
 ``liif`` decodes with these; ``bands`` runs the encoder under ``convolution_threads`` and
-``export`` traces under ``single_threaded``. Nothing here knows the model: the functions take layers, tensors and
-callables.
+``export`` traces under ``single_threaded``. Nothing here knows the model: the functions take
+layers, tensors and callables.
 
 Book: chapter 4 (the fast path).
 """
