@@ -123,15 +123,21 @@ def test_bf16_cost_compares_both_precisions_on_photos(tmp_path):
 
 def test_the_readme_copies_the_cached_bench():
     """The README's performance tables are ``format_table`` and ``format_bf16`` of
-    book/results/bench-cpu.json, and it names the machine that file records."""
+    book/results/bench-cpu.json and bench-cpu-1-thread.json, and it names the commands and
+    the machine they record."""
     from pathlib import Path
     from liif_core.bench import format_bf16, format_table
-    root = Path(__file__).resolve().parent.parent
-    bench = json.loads((root / 'book' / 'results' / 'bench-cpu.json').read_text())
-    section = (root / 'README.md').read_text().split('\n## Performance\n')[1].split('\n## ')[0]
+    results = Path(__file__).resolve().parent.parent / 'book' / 'results'
+    bench, one_thread = (json.loads((results / f'{name}.json').read_text())
+                         for name in ('bench-cpu', 'bench-cpu-1-thread'))
+    readme = (results.parent.parent / 'README.md').read_text()
+    section = readme.split('\n## Performance\n')[1].split('\n## ')[0]
     tables = [line for line in section.splitlines() if line.startswith('|')]
     assert tables == (format_table(bench['cases']).splitlines()
+                      + format_table(one_thread['cases']).splitlines()
                       + format_bf16(bench['bf16']).splitlines())
     text = ' '.join(section.split())
     assert bench['machine_info']['cpu'] in text
-    assert bench['command'].replace(' --no-progress', '') in text
+    assert one_thread['machine_info']['cpu'] == bench['machine_info']['cpu']
+    for report in (bench, one_thread):
+        assert report['command'].replace(' --no-progress', '') in text
