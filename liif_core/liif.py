@@ -246,7 +246,9 @@ class LIIF(nn.Module):
                 x = torch.bmm(weight[s:s + m].view(m * B, 1, T).to(x.dtype),
                               x.view(m * B, T, -1))  # (m*B, 1, D)
                 out.append(torch.addmm(last.bias, x.view(m * B, -1), last.weight.t()))
-            return torch.cat(out).view(n, B, -1)
+            # Under autocast the output layer gives bfloat16; the reference path's float32
+            # blend weights give float32, and so does this path.
+            return torch.cat(out).view(n, B, -1).to(weight.dtype)
 
         return torch.cat(map_single_threaded(unit, units, coord.device)
                          ).transpose(0, 1).contiguous()  # (B, Q, 3)
