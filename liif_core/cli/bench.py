@@ -115,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
     print('matmul ceiling (' + f'{m}x{k} @ {k}x{n}, median of the samples between runs): '
           + ', '.join(f'{c} {g:.1f} GFLOP/s' for c, g in ceilings.items()))
     on = f'the better of {threads} and 1 threads' if threads > 1 else '1 thread'
-    print(f'official: official algorithm, chunks of {REFERENCE_CHUNK}, {on}; official-tuned: chunks of {TUNED_CHUNK}; loaded: one '
-          f'competing CPU-bound process; median of {repeat} run(s); memory: peak resident set '
-          'added, one process per path and case')
+    print(f'official: official algorithm, chunks of {REFERENCE_CHUNK}, {on}; official-tuned: '
+          f'chunks of {TUNED_CHUNK}; loaded: one competing CPU-bound process; median of '
+          f'{repeat} run(s); memory: peak resident set added, one process per path and case')
     print()
     print(format_table(results))
     if 'bf16' in report:
